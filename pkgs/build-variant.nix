@@ -1,0 +1,31 @@
+# The shared builder every file in pkgs/variants/ calls: finds the variant in matrix.toml (through the
+# nixpkgs-free layer), instantiates nixpkgs for it (or takes a memoised instance from the flake) and
+# builds it.
+{
+  # A nixpkgs source tree: a path, or a flake input.
+  nixpkgs,
+  line,
+  system,
+  target,
+  isa,
+  # variant -> instantiated nixpkgs; the flake passes one that shares instances between variants.
+  pkgsFor ? null,
+}:
+let
+  sglangLib = import ../lib { };
+  matches = builtins.filter (
+    v: v.line == line && v.system == system && v.target == target && v.isa == isa
+  ) sglangLib.variants;
+  variant =
+    if matches == [ ] then
+      throw "sglang-matrix: matrix.toml has no variant for line ${line}, ${system}, ${target}, ${isa}; run `sglang-matrix render`"
+    else
+      builtins.head matches;
+  pkgs = if pkgsFor != null then pkgsFor variant else import ./nixpkgs.nix { inherit nixpkgs variant; };
+in
+pkgs.callPackage ./sglang-variant.nix {
+  inherit variant;
+  line = sglangLib.lineOf variant;
+  sonames = sglangLib.matrix.sonames;
+  sources = builtins.fromJSON (builtins.readFile ./sources.json);
+}

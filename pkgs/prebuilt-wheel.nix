@@ -1,0 +1,84 @@
+# The one helper for every prebuilt wheel of a variant: fetch it (locked hash), install it as a wheel,
+# and let autoPatchelf point its ELF objects at the libraries the spec names.
+{
+  lib,
+  buildPythonPackage,
+  fetchPypi,
+  fetchurl,
+  autoPatchelfHook,
+  autoAddDriverRunpath,
+  python,
+}:
+{
+  # The attribute name (sglang's Requires-Dist spelling) and matrix.toml's entry for it.
+  attr,
+  wheel,
+  # pkgs/sources.json's entry for this wheel's file (fields for fetchPypi, or url; SRI hash).
+  source,
+  # Resolved derivations for wheel.libraries and wheel.dependencies.
+  libraries ? [ ],
+  dependencies ? [ ],
+  # SONAMEs that only the NVIDIA driver provides (libcuda.so.1): autoPatchelf must not look for them.
+  driverSonames ? [ ],
+  # The variant's torch when it is among the libraries: its libraries live in the `lib` output, reached
+  # through site-packages/torch/lib, which autoPatchelf does not search on its own.
+  torch ? null,
+}:
+let
+  native = libraries != [ ];
+in
+buildPythonPackage {
+  pname = attr;
+  inherit (wheel) version;
+  format = "wheel";
+
+  src =
+    if source ? url then
+      fetchurl { inherit (source) url hash; }
+    else
+      fetchPypi {
+        inherit (source)
+          pname
+          version
+          dist
+          python
+          abi
+          platform
+          hash
+          ;
+        format = "wheel";
+      };
+
+  nativeBuildInputs = lib.optionals native [
+    autoPatchelfHook
+    # Adds /run/opengl-driver/lib to the runpath, where NixOS puts libcuda.so.1.
+    autoAddDriverRunpath
+  ];
+  buildInputs = map lib.getLib libraries;
+  inherit dependencies;
+
+  autoPatchelfIgnoreMissingDeps = lib.optionals native driverSonames;
+  preFixup = lib.optionalString (torch != null) ''
+    addAutoPatchelfSearchPath "${torch}/${python.sitePackages}/torch/lib"
+  '';
+
+  # Stripping prebuilt CUDA objects can corrupt their device code (nixpkgs' torch-bin does the same).
+  dontStrip = true;
+  # torch propagates ninja and cmake, whose setup hooks would take over the build and configure phases of
+  # every package downstream of it.
+  dontUseNinjaBuild = true;
+  dontUseNinjaInstall = true;
+  dontUseCmakeConfigure = true;
+
+  pythonRemoveDeps = wheel.remove-deps or false;
+  pythonImportsCheck = wheel.imports or [ ];
+
+  meta = {
+    inherit (wheel) description homepage;
+    license = lib.licenses.${wheel.license};
+    sourceProvenance = [
+      (if native then lib.sourceTypes.binaryNativeCode else lib.sourceTypes.binaryBytecode)
+    ];
+    platforms = if wheel.tags ? any then lib.platforms.linux else builtins.attrNames wheel.tags;
+  };
+}

@@ -1,0 +1,62 @@
+# The variant's Python package set, as a packageOverrides overlay: its own torch, and every prebuilt wheel
+# of the release line that has a build for the variant's system. Which libraries a wheel is patched
+# against and which packages it propagates come from matrix.toml (`libraries`, `requires`), so the audit
+# (`sglang-matrix audit`) checks the same data these packages are built from.
+{
+  lib,
+  pkgs,
+  variant,
+  line,
+  sonames,
+  sources,
+}:
+final: prev:
+let
+  # "python.pkgs.X" is this very package set; anything else is a nixpkgs attribute path.
+  resolve =
+    path:
+    let
+      parts = lib.splitString "." path;
+    in
+    if lib.take 2 parts == [ "python" "pkgs" ] then
+      lib.getAttrFromPath (lib.drop 2 parts) final
+    else
+      lib.getAttrFromPath parts pkgs;
+
+  driverSonames = builtins.filter (soname: sonames.${soname} == "driver") (builtins.attrNames sonames);
+
+  sourceOf =
+    attr:
+    let
+      file = variant.wheels.${attr};
+    in
+    sources.wheels.${file} or (throw "sglang-matrix: pkgs/sources.json has no entry for ${file}; run `sglang-matrix lock`");
+
+  mkPrebuiltWheel = final.callPackage ./prebuilt-wheel.nix { };
+
+  wheelPackage =
+    attr: wheel:
+    let
+      libraries = wheel.libraries or [ ];
+    in
+    mkPrebuiltWheel {
+      inherit attr wheel driverSonames;
+      source = sourceOf attr;
+      libraries = map resolve libraries;
+      dependencies = map (name: final.${name}) (lib.unique (builtins.attrValues (wheel.requires or { })));
+      torch = if builtins.elem "python.pkgs.torch" libraries then final.torch else null;
+    };
+
+  wheels = lib.filterAttrs (attr: _: variant.wheels ? ${attr}) line.wheels;
+in
+builtins.mapAttrs wheelPackage wheels
+// {
+  torch =
+    if prev.torch.version != line.torch.version then
+      throw "sglang-matrix: matrix.toml pins torch ${line.torch.version}, but this nixpkgs has ${prev.torch.version}"
+    else
+      import ./torch.nix {
+        inherit lib variant;
+        torch = prev.torch;
+      };
+}

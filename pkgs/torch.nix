@@ -1,0 +1,49 @@
+# nixpkgs' torch, built from source for one variant: its GPU targets, its CPU ISA, a capped MAX_JOBS.
+{
+  lib,
+  torch,
+  variant,
+}:
+let
+  flags = lib.concatStringsSep " " variant.cflags;
+in
+(torch.override {
+  cudaSupport = true;
+  # Becomes TORCH_CUDA_ARCH_LIST verbatim.
+  gpuTargets = variant.capabilities;
+}).overrideAttrs
+  (old: {
+    # A tag in the name, so that store paths say which variant a torch is for.
+    pname = "${old.pname}-${variant.target}-${variant.isa}";
+
+    env =
+      (old.env or { })
+      // lib.optionalAttrs (!variant.cudnn) {
+        # nixpkgs has no cuDNN switch: cudnn is an input whenever cudaPackages has it. USE_CUDNN=0 in the
+        # build environment is what turns it off in torch's CMake.
+        USE_CUDNN = "0";
+      };
+
+    # ISA flags for torch's own C/C++ (the CUDA device code is chosen by gpuTargets).
+    preConfigure = (old.preConfigure or "") + ''
+      export CFLAGS="''${CFLAGS:-} ${flags}"
+      export CXXFLAGS="''${CXXFLAGS:-} ${flags}"
+    '';
+
+    # torch's own preBuild runs `export MAX_JOBS=$NIX_BUILD_CORES` (after preConfigure), so the cap has to
+    # come after it. min(cores, cap): `--cores N` lowers it without changing this derivation.
+    preBuild = (old.preBuild or "") + ''
+      cores=''${NIX_BUILD_CORES:-1}
+      if [ "$cores" -le 0 ]; then cores=$(nproc); fi
+      export MAX_JOBS=$(( cores < ${toString variant.maxJobsCap} ? cores : ${toString variant.maxJobsCap} ))
+      echo "sglang-matrix: MAX_JOBS=$MAX_JOBS (cores $cores, cap ${toString variant.maxJobsCap})"
+    '';
+
+    requiredSystemFeatures = lib.unique ((old.requiredSystemFeatures or [ ]) ++ [ "big-parallel" ]);
+
+    passthru = (old.passthru or { }) // {
+      sglangMatrix = {
+        inherit (variant) target isa capabilities cflags;
+      };
+    };
+  })

@@ -1,0 +1,3 @@
+"""sglang-matrix: one matrix spec for per-SM, per-ISA Nix builds of SGLang."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,228 @@
+"""The `sglang-matrix` command line."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable
+from functools import wraps
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+from rich.console import Console
+from rich.table import Table
+
+from .errors import UserError
+from .fsutil import SPEC_NAME, cache_dir, find_root
+from .spec import Spec, load_spec
+from .variants import find_variant, resolve_variants
+
+F = TypeVar("F", bound=Callable[..., Any])
+err_console = Console(stderr=True)
+
+
+def one_line_errors(func: F) -> F:
+    """Bad input becomes one line on stderr and exit code 2, never a traceback."""
+
+    @wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return func(*args, **kwargs)
+        except UserError as err:
+            click.echo(f"sglang-matrix: {err}", err=True)
+            sys.exit(err.exit_code)
+
+    return wrapper  # type: ignore[return-value]
+
+
+class Context:
+    def __init__(self, root: Path | None, spec_path: Path | None) -> None:
+        self._root = root
+        self._spec_path = spec_path
+        self._spec: Spec | None = None
+
+    @property
+    def root(self) -> Path:
+        if self._root is None:
+            self._root = self._spec_path.resolve().parent if self._spec_path else find_root()
+        return self._root
+
+    def reload(self) -> None:
+        self._spec = None
+
+    @property
+    def spec(self) -> Spec:
+        if self._spec is None:
+            self._spec = load_spec(self._spec_path or self.root / SPEC_NAME)
+        return self._spec
+
+
+pass_ctx = click.make_pass_decorator(Context)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option(
+    "--root",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Repository root (default: the nearest directory holding matrix.toml).",
+)
+@click.option(
+    "--spec", "spec_path", type=click.Path(dir_okay=False, path_type=Path), help="Matrix spec file."
+)
+@click.version_option(package_name="sglang-matrix")
+@click.pass_context
+def main(ctx: click.Context, root: Path | None, spec_path: Path | None) -> None:
+    """One matrix spec for per-SM, per-ISA Nix builds of SGLang: render, lock, audit, smoke."""
+    ctx.obj = Context(root.resolve() if root else None, spec_path)
+
+
+@main.command()
+@click.option(
+    "--check", is_flag=True, help="Write nothing; exit 1 and list each drifted, missing or stale file."
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the outcome as JSON.")
+@pass_ctx
+@one_line_errors
+def render(ctx: Context, check: bool, as_json: bool) -> None:
+    """Regenerate pkgs/variants/*.nix, the README variant table and the CI workflow from the spec."""
+    from .render import render as do_render
+
+    outcome = do_render(ctx.spec, ctx.root, check=check)
+    if as_json:
+        click.echo(json.dumps(outcome.to_json(), indent=2))
+    elif check:
+        for label, paths in (
+            ("drifted", outcome.drifted),
+            ("missing", outcome.missing),
+            ("stale", outcome.stale),
+        ):
+            for path in paths:
+                click.echo(f"{label}: {path}")
+        if outcome.clean:
+            click.echo(f"render --check: {len(outcome.unchanged)} generated files match {SPEC_NAME}")
+        else:
+            click.echo(
+                "render --check: generated files differ from the spec; run `sglang-matrix render`", err=True
+            )
+    else:
+        for path in outcome.written:
+            click.echo(f"wrote {path}")
+        for path in outcome.deleted:
+            click.echo(f"deleted {path}")
+        click.echo(
+            f"render: {len(outcome.written)} written, {len(outcome.deleted)} deleted, "
+            f"{len(outcome.unchanged)} unchanged"
+        )
+    if check and not outcome.clean:
+        sys.exit(1)
+
+
+@main.command("list")
+@click.option("--json", "as_json", is_flag=True, help="Print the variants as JSON.")
+@pass_ctx
+@one_line_errors
+def list_variants(ctx: Context, as_json: bool) -> None:
+    """List every variant of the matrix."""
+    variants = resolve_variants(ctx.spec)
+    if as_json:
+        click.echo(json.dumps([v.to_json() for v in variants], indent=2))
+        return
+    table = Table("name", "long name", "capabilities", "ISA", "system")
+    for v in variants:
+        table.add_row(v.name, v.long_name, " ".join(v.capabilities), v.isa, v.system)
+    Console().print(table)
+    click.echo(f"{len(variants)} variants")
+
+
+@main.command()
+@click.argument("variant")
+@click.option("--json", "as_json", is_flag=True, help="Print the variant as JSON.")
+@pass_ctx
+@one_line_errors
+def show(ctx: Context, variant: str, as_json: bool) -> None:
+    """Everything VARIANT resolves to: targets, flags, names, versions, wheels."""
+    found = find_variant(ctx.spec, variant)
+    if found is None:
+        raise UserError(f"no variant named {variant!r} (see `sglang-matrix list`)")
+    data = found.to_json()
+    if as_json:
+        click.echo(json.dumps(data, indent=2))
+        return
+    for key, value in data.items():
+        if isinstance(value, dict):
+            click.echo(f"{key}:")
+            for k, v in value.items():
+                click.echo(f"  {k}: {v}")
+        elif isinstance(value, list):
+            click.echo(f"{key}: {' '.join(str(x) for x in value)}")
+        else:
+            click.echo(f"{key}: {value}")
+
+
+@main.command("lock")
+@click.option(
+    "--check", is_flag=True, help="Offline: verify that every fetched wheel is in the lock, well formed."
+)
+@click.option(
+    "--upgrade", "upgrade", metavar="NAME==VERSION", help="Set one wheel's version in the spec, then lock it."
+)
+@click.option("--line", "line_name", help="The release line for --upgrade (when several hold the package).")
+@click.option(
+    "--cache",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Where downloaded wheels are kept (default: ~/.cache/sglang-matrix/wheels).",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+@pass_ctx
+@one_line_errors
+def lock_cmd(
+    ctx: Context, check: bool, upgrade: str | None, line_name: str | None, cache: Path | None, as_json: bool
+) -> None:
+    """Resolve every wheel the spec names through pip, hash it, and write pkgs/sources.json."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
+    from . import lockfile
+
+    if check:
+        problems = lockfile.check_lock(ctx.spec, ctx.root)
+        if as_json:
+            click.echo(json.dumps({"ok": not problems, "problems": problems}, indent=2))
+        else:
+            for problem in problems:
+                click.echo(problem)
+            if not problems:
+                click.echo(
+                    f"lock --check: {len(lockfile.wanted_wheels(ctx.spec))} wheels locked and well formed"
+                )
+        sys.exit(1 if problems else 0)
+
+    only = None
+    if upgrade:
+        from .upgrade import upgrade_spec
+
+        only = [upgrade_spec(ctx.root / SPEC_NAME, upgrade, line_name)]
+        ctx.reload()
+    spec = ctx.spec
+    with Progress(
+        TextColumn("[progress.description]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        console=err_console,
+        transient=True,
+        disable=as_json or not err_console.is_terminal,
+    ) as progress:
+        task = progress.add_task("locking", total=len(lockfile.wanted_wheels(spec)))
+
+        def report(filename: str, done: int, total: int) -> None:
+            progress.update(task, completed=done, total=total, description=filename or "done")
+
+        changed, notes = lockfile.lock(
+            spec, ctx.root, cache or cache_dir("wheels"), only=only, progress=report
+        )
+    if as_json:
+        click.echo(json.dumps({"changed": changed, "notes": notes}, indent=2))
+        return
+    for note in notes:
+        click.echo(f"note: {note}", err=True)
+    click.echo(f"lock: {lockfile.LOCK_PATH} {'updated' if changed else 'unchanged'}")

@@ -1,0 +1,519 @@
+"""Load and validate matrix.toml, the one source of truth.
+
+Every problem is reported as a SpecError naming the file, the field (a TOML path such as
+`lines."0.5.9".isas[1]`) and the offending value; nothing here writes a file.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import re
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from packaging.version import InvalidVersion, Version
+
+from .errors import SpecError
+
+SCHEMA = 1
+CAPABILITY_RE = re.compile(r"^[0-9]+\.[0-9]+$")
+MAJOR_MINOR_RE = re.compile(r"^[0-9]+\.[0-9]+$")
+# Nix attribute names we generate must be usable unquoted in `nix build .#NAME`.
+NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]*$")
+SRI_RE = re.compile(r"^sha256-[A-Za-z0-9+/]{43}=$")
+SYSTEMS = ("x86_64-linux", "aarch64-linux")
+PLACEHOLDERS = ("target", "isa", "python", "cuda", "line")
+PROVIDER_SPECIALS = ("glibc", "driver")
+
+
+def key(name: str) -> str:
+    """A TOML key as written in a field path: bare when it can be, quoted otherwise."""
+    return name if re.fullmatch(r"[A-Za-z0-9_-]+", name) else f'"{name}"'
+
+
+@dataclass(frozen=True)
+class Isa:
+    name: str
+    systems: tuple[str, ...]
+    description: str
+    flags: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Capability:
+    name: str
+    min_cuda: str
+    max_cuda: str | None
+
+
+@dataclass(frozen=True)
+class Target:
+    name: str
+    capabilities: tuple[str, ...]
+    architecture: str
+    gpus: tuple[str, ...]
+    cudnn: bool
+    cudnn_reason: str | None
+
+
+@dataclass(frozen=True)
+class Wheel:
+    attr: str
+    pname: str
+    version: str
+    tags: dict[str, str]
+    url: dict[str, str]
+    hash: dict[str, str]
+    libraries: tuple[str, ...]
+    requires: dict[str, str]
+    dropped: dict[str, str]
+    imports: tuple[str, ...]
+    no_import_check: str | None
+    remove_deps: bool
+    native_code: bool
+    description: str
+    homepage: str
+    license: str
+
+    def tag(self, system: str, python: str) -> str | None:
+        """The wheel's python-abi-platform tag for a system, or None when it has none there."""
+        raw = self.tags.get("any", self.tags.get(system))
+        return None if raw is None else raw.replace("{python}", python.replace(".", ""))
+
+    def filename(self, system: str, python: str) -> str | None:
+        tag = self.tag(system, python)
+        return None if tag is None else f"{self.pname}-{self.version}-{tag}.whl"
+
+    @property
+    def pure(self) -> bool:
+        return "any" in self.tags
+
+    @property
+    def dependencies(self) -> tuple[str, ...]:
+        """Attributes of the variant's Python set this wheel propagates, each once, in spec order."""
+        return tuple(dict.fromkeys(self.requires.values()))
+
+
+@dataclass(frozen=True)
+class Line:
+    name: str
+    python: str
+    cuda: str
+    systems: tuple[str, ...]
+    targets: tuple[str, ...]
+    isas: tuple[str, ...]
+    short_name: str
+    long_name: str
+    torch_version: str
+    wheels: dict[str, Wheel]
+
+
+@dataclass(frozen=True)
+class Spec:
+    path: Path
+    nixpkgs_rev: str
+    min_nix: str
+    max_jobs_cap: int
+    default_variant: str
+    isas: dict[str, Isa]
+    capabilities: dict[str, Capability]
+    targets: dict[str, Target]
+    sonames: dict[str, str]
+    lines: dict[str, Line]
+    raw: dict[str, Any] = field(repr=False, compare=False, default_factory=dict)
+
+    def provider(self, soname: str) -> str | None:
+        """What provides a SONAME per [sonames] (first matching glob), or None."""
+        for pattern, provider in self.sonames.items():
+            if fnmatch.fnmatchcase(soname, pattern):
+                return provider
+        return None
+
+
+class _Reader:
+    """Typed access to the parsed TOML that turns every problem into a SpecError."""
+
+    def __init__(self, file: str) -> None:
+        self.file = file
+
+    def fail(self, path: str, value: object, problem: str) -> SpecError:
+        return SpecError(self.file, path, value, problem)
+
+    def table(self, data: dict[str, Any], name: str, path: str, required: bool = True) -> dict[str, Any]:
+        here = f"{path}.{key(name)}" if path else key(name)
+        if name not in data:
+            if required:
+                raise self.fail(here, "<missing>", "required table is missing")
+            return {}
+        value = data[name]
+        if not isinstance(value, dict):
+            raise self.fail(here, value, "must be a table")
+        return value
+
+    def string(
+        self, data: dict[str, Any], name: str, path: str, default: str | None = None, required: bool = True
+    ) -> str:
+        here = f"{path}.{key(name)}"
+        if name not in data:
+            if default is not None or not required:
+                return default if default is not None else ""
+            raise self.fail(here, "<missing>", "required field is missing")
+        value = data[name]
+        if not isinstance(value, str) or not value:
+            raise self.fail(here, value, "must be a non-empty string")
+        return value
+
+    def strings(self, data: dict[str, Any], name: str, path: str, required: bool = True) -> tuple[str, ...]:
+        here = f"{path}.{key(name)}"
+        if name not in data:
+            if required:
+                raise self.fail(here, "<missing>", "required list is missing")
+            return ()
+        value = data[name]
+        if not isinstance(value, list):
+            raise self.fail(here, value, "must be a list of strings")
+        for i, item in enumerate(value):
+            if not isinstance(item, str) or not item:
+                raise self.fail(f"{here}[{i}]", item, "must be a non-empty string")
+        return tuple(value)
+
+    def string_map(self, data: dict[str, Any], name: str, path: str) -> dict[str, str]:
+        value = self.table(data, name, path, required=False)
+        here = f"{path}.{key(name)}"
+        for k, v in value.items():
+            if not isinstance(v, str) or not v:
+                raise self.fail(f"{here}.{key(k)}", v, "must be a non-empty string")
+        return dict(value)
+
+    def boolean(self, data: dict[str, Any], name: str, path: str, default: bool) -> bool:
+        value = data.get(name, default)
+        if not isinstance(value, bool):
+            raise self.fail(f"{path}.{key(name)}", value, "must be true or false")
+        return value
+
+
+def _version_tuple(text: str) -> tuple[int, ...]:
+    return tuple(int(p) for p in text.split("."))
+
+
+def load_spec(path: str | Path) -> Spec:
+    """Read and validate a matrix spec; raise SpecError on the first problem."""
+    path = Path(path)
+    file = path.name if path.parent == Path(".") else str(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise SpecError(file, "(file)", str(path), "no such file") from None
+    except OSError as err:
+        raise SpecError(file, "(file)", str(path), f"cannot read: {err.strerror}") from None
+    except UnicodeDecodeError:
+        raise SpecError(file, "(file)", str(path), "not UTF-8 text") from None
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as err:
+        raise SpecError(file, "(syntax)", _toml_excerpt(text, err), f"TOML syntax error: {err}") from None
+    return parse_spec(data, path, file)
+
+
+def _toml_excerpt(text: str, err: tomllib.TOMLDecodeError) -> str:
+    lineno = getattr(err, "lineno", None)
+    if lineno and 0 < lineno <= len(text.splitlines()):
+        return text.splitlines()[lineno - 1].strip()
+    return ""
+
+
+def parse_spec(data: dict[str, Any], path: Path, file: str) -> Spec:
+    r = _Reader(file)
+    schema = data.get("schema")
+    if schema != SCHEMA:
+        raise r.fail("schema", schema if schema is not None else "<missing>", f"must be {SCHEMA}")
+
+    nixpkgs = r.table(data, "nixpkgs", "")
+    rev = r.string(nixpkgs, "rev", "nixpkgs")
+    if not re.fullmatch(r"[0-9a-f]{40}", rev):
+        raise r.fail("nixpkgs.rev", rev, "must be a 40-digit lowercase hex commit")
+    min_nix = r.string(nixpkgs, "min-nix", "nixpkgs")
+    if not MAJOR_MINOR_RE.match(min_nix):
+        raise r.fail("nixpkgs.min-nix", min_nix, 'must look like "2.18"')
+
+    build = r.table(data, "build", "")
+    cap = build.get("max-jobs-cap", "<missing>")
+    if not isinstance(cap, int) or isinstance(cap, bool) or cap < 1:
+        raise r.fail("build.max-jobs-cap", cap, "must be a positive integer")
+    default_variant = r.string(build, "default-variant", "build")
+
+    isas = _parse_isas(r, r.table(data, "isas", ""))
+    capabilities = _parse_capabilities(r, r.table(data, "capabilities", ""))
+    targets = _parse_targets(r, r.table(data, "targets", ""), capabilities)
+    sonames = _parse_sonames(r, r.table(data, "sonames", ""))
+    lines_raw = r.table(data, "lines", "")
+    if not lines_raw:
+        raise r.fail("lines", "{}", "at least one release line is required")
+    lines = {
+        name: _parse_line(r, name, r.table(lines_raw, name, "lines"), isas, targets, capabilities)
+        for name in lines_raw
+    }
+    spec = Spec(
+        path=path,
+        nixpkgs_rev=rev,
+        min_nix=min_nix,
+        max_jobs_cap=cap,
+        default_variant=default_variant,
+        isas=isas,
+        capabilities=capabilities,
+        targets=targets,
+        sonames=sonames,
+        lines=lines,
+        raw=data,
+    )
+    # Names are checked when variants resolve (they depend on every line at once).
+    from .variants import resolve_variants  # here: variants imports this module
+
+    variants = resolve_variants(spec)
+    if default_variant not in {v.name for v in variants} | {v.long_name for v in variants}:
+        raise r.fail("build.default-variant", default_variant, "names no variant of the matrix")
+    return spec
+
+
+def _parse_isas(r: _Reader, raw: dict[str, Any]) -> dict[str, Isa]:
+    isas = {}
+    for name in raw:
+        path = f"isas.{key(name)}"
+        if not NAME_RE.match(name):
+            raise r.fail(path, name, "ISA names must be letters, digits, '_' or '-'")
+        t = r.table(raw, name, "isas")
+        systems = r.strings(t, "systems", path)
+        for i, system in enumerate(systems):
+            if system not in SYSTEMS:
+                raise r.fail(f"{path}.systems[{i}]", system, f"unknown system (known: {', '.join(SYSTEMS)})")
+        flags = r.strings(t, "flags", path)
+        isas[name] = Isa(name, systems, r.string(t, "description", path), flags)
+    return isas
+
+
+def _parse_capabilities(r: _Reader, raw: dict[str, Any]) -> dict[str, Capability]:
+    caps = {}
+    for name in raw:
+        path = f"capabilities.{key(name)}"
+        if not CAPABILITY_RE.match(name):
+            raise r.fail(path, name, 'a capability must look like "9.0"')
+        t = r.table(raw, name, "capabilities")
+        min_cuda = r.string(t, "min-cuda", path)
+        max_cuda = r.string(t, "max-cuda", path, required=False) or None
+        for fname, value in (("min-cuda", min_cuda), ("max-cuda", max_cuda)):
+            if value is not None and not MAJOR_MINOR_RE.match(value):
+                raise r.fail(f"{path}.{fname}", value, 'a CUDA version must look like "12.8"')
+        caps[name] = Capability(name, min_cuda, max_cuda)
+    return caps
+
+
+def _parse_targets(r: _Reader, raw: dict[str, Any], capabilities: dict[str, Capability]) -> dict[str, Target]:
+    targets = {}
+    for name in raw:
+        path = f"targets.{key(name)}"
+        if not NAME_RE.match(name):
+            raise r.fail(path, name, "target names must be letters, digits, '_' or '-'")
+        t = r.table(raw, name, "targets")
+        caps = r.strings(t, "capabilities", path)
+        if not caps:
+            raise r.fail(f"{path}.capabilities", [], "a target needs at least one capability")
+        for i, cap in enumerate(caps):
+            if not CAPABILITY_RE.match(cap):
+                raise r.fail(f"{path}.capabilities[{i}]", cap, 'a capability must look like "9.0"')
+            if cap not in capabilities:
+                raise r.fail(
+                    f"{path}.capabilities[{i}]", cap, "not in [capabilities] (say which CUDA can build it)"
+                )
+        if len(set(caps)) != len(caps):
+            raise r.fail(f"{path}.capabilities", list(caps), "lists a capability twice")
+        cudnn = r.boolean(t, "cudnn", path, True)
+        reason = r.string(t, "cudnn-reason", path, required=False) or None
+        if not cudnn and not reason:
+            raise r.fail(f"{path}.cudnn-reason", "<missing>", "say why cuDNN is off for this target")
+        targets[name] = Target(
+            name=name,
+            capabilities=caps,
+            architecture=r.string(t, "architecture", path),
+            gpus=r.strings(t, "gpus", path),
+            cudnn=cudnn,
+            cudnn_reason=reason,
+        )
+    return targets
+
+
+def _check_provider(r: _Reader, path: str, value: str) -> None:
+    if value in PROVIDER_SPECIALS:
+        return
+    if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_'-]*(\.[A-Za-z_][A-Za-z0-9_'-]*)*", value):
+        raise r.fail(path, value, 'must be a nixpkgs attribute path, "glibc" or "driver"')
+
+
+def _parse_sonames(r: _Reader, raw: dict[str, Any]) -> dict[str, str]:
+    sonames = r.string_map({"sonames": raw}, "sonames", "")
+    for pattern, provider in sonames.items():
+        _check_provider(r, f"sonames.{key(pattern)}", provider)
+    return sonames
+
+
+def _parse_line(
+    r: _Reader,
+    name: str,
+    t: dict[str, Any],
+    isas: dict[str, Isa],
+    targets: dict[str, Target],
+    capabilities: dict[str, Capability],
+) -> Line:
+    path = f"lines.{key(name)}"
+    python = r.string(t, "python", path)
+    if not re.fullmatch(r"3\.[0-9]+", python):
+        raise r.fail(f"{path}.python", python, 'must look like "3.12"')
+    cuda = r.string(t, "cuda", path)
+    if not MAJOR_MINOR_RE.match(cuda):
+        raise r.fail(f"{path}.cuda", cuda, 'a CUDA version must look like "12.8"')
+    systems = r.strings(t, "systems", path)
+    for i, system in enumerate(systems):
+        if system not in SYSTEMS:
+            raise r.fail(f"{path}.systems[{i}]", system, f"unknown system (known: {', '.join(SYSTEMS)})")
+
+    line_targets = r.strings(t, "targets", path)
+    for i, target in enumerate(line_targets):
+        if target not in targets:
+            raise r.fail(f"{path}.targets[{i}]", target, f"unknown target (known: {', '.join(targets)})")
+        for cap in targets[target].capabilities:
+            info = capabilities[cap]
+            too_old = _version_tuple(cuda) < _version_tuple(info.min_cuda)
+            too_new = info.max_cuda is not None and _version_tuple(cuda) > _version_tuple(info.max_cuda)
+            if too_old or too_new:
+                bound = f"needs CUDA >= {info.min_cuda}" if too_old else f"needs CUDA <= {info.max_cuda}"
+                raise r.fail(
+                    f"{path}.targets[{i}]",
+                    target,
+                    f"capability {cap} {bound}, but this line uses CUDA {cuda}",
+                )
+
+    line_isas = r.strings(t, "isas", path)
+    for i, isa in enumerate(line_isas):
+        if isa not in isas:
+            raise r.fail(f"{path}.isas[{i}]", isa, f"unknown ISA (known: {', '.join(isas)})")
+        if not set(isas[isa].systems) & set(systems):
+            raise r.fail(
+                f"{path}.isas[{i}]",
+                isa,
+                f"fits {', '.join(isas[isa].systems)}, not this line's systems ({', '.join(systems)})",
+            )
+
+    templates = {}
+    for field_name in ("short-name", "long-name"):
+        template = r.string(t, field_name, path)
+        for placeholder in re.findall(r"\{([^}]*)\}", template):
+            if placeholder not in PLACEHOLDERS:
+                raise r.fail(
+                    f"{path}.{field_name}",
+                    template,
+                    f"unknown placeholder {{{placeholder}}} (known: {', '.join(PLACEHOLDERS)})",
+                )
+        templates[field_name] = template
+
+    torch = r.table(t, "torch", path)
+    torch_version = _version(r, torch, f"{path}.torch")
+
+    wheels_raw = r.table(t, "wheels", path)
+    wheels = {
+        attr: _parse_wheel(r, attr, r.table(wheels_raw, attr, f"{path}.wheels"), f"{path}.wheels", systems)
+        for attr in wheels_raw
+    }
+    return Line(
+        name=name,
+        python=python,
+        cuda=cuda,
+        systems=systems,
+        targets=line_targets,
+        isas=line_isas,
+        short_name=templates["short-name"],
+        long_name=templates["long-name"],
+        torch_version=torch_version,
+        wheels=wheels,
+    )
+
+
+def _version(r: _Reader, t: dict[str, Any], path: str) -> str:
+    version = r.string(t, "version", path)
+    try:
+        Version(version)
+    except InvalidVersion:
+        raise r.fail(f"{path}.version", version, "not a valid version") from None
+    return version
+
+
+def _parse_wheel(r: _Reader, attr: str, t: dict[str, Any], parent: str, systems: tuple[str, ...]) -> Wheel:
+    path = f"{parent}.{key(attr)}"
+    version = _version(r, t, path)
+    pname = r.string(t, "pname", path)
+    if not re.fullmatch(r"[A-Za-z0-9_.]+", pname) or "-" in pname:
+        raise r.fail(f"{path}.pname", pname, "must be spelled as in the wheel's file name (no '-')")
+    tags = r.string_map(t, "tags", path)
+    if not tags:
+        raise r.fail(f"{path}.tags", "<missing>", "required table is missing")
+    for system, tag in tags.items():
+        if system != "any" and system not in SYSTEMS:
+            raise r.fail(
+                f"{path}.tags.{key(system)}", system, f"unknown system (known: any, {', '.join(SYSTEMS)})"
+            )
+        if len(tag.split("-")) != 3:
+            raise r.fail(
+                f"{path}.tags.{key(system)}",
+                tag,
+                "must be python-abi-platform, e.g. cp312-cp312-manylinux2014_x86_64",
+            )
+    if "any" not in tags:
+        for system in systems:
+            if system not in tags:
+                raise r.fail(f"{path}.tags", sorted(tags), f"has no wheel tag for the line's system {system}")
+    url = r.string_map(t, "url", path)
+    hashes = r.string_map(t, "hash", path)
+    for system in url:
+        if system not in hashes:
+            raise r.fail(f"{path}.hash.{key(system)}", "<missing>", "a wheel fetched by URL needs its hash")
+    for system, value in hashes.items():
+        if not SRI_RE.match(value):
+            raise r.fail(f"{path}.hash.{key(system)}", value, "must be an SRI sha256 hash (sha256-...=)")
+        if system not in url:
+            raise r.fail(f"{path}.url.{key(system)}", "<missing>", "a hash is given but no URL")
+    libraries = r.strings(t, "libraries", path, required=False)
+    for i, lib in enumerate(libraries):
+        _check_provider(r, f"{path}.libraries[{i}]", lib)
+        if lib in PROVIDER_SPECIALS:
+            raise r.fail(f"{path}.libraries[{i}]", lib, "must be a nixpkgs attribute path")
+    requires = r.string_map(t, "requires", path)
+    dropped = r.string_map(t, "dropped", path)
+    for req in requires:
+        if req in dropped:
+            raise r.fail(f"{path}.dropped.{key(req)}", dropped[req], "is also listed in requires")
+    imports = r.strings(t, "imports", path, required=False)
+    no_check = r.string(t, "no-import-check", path, required=False) or None
+    if not imports and not no_check:
+        raise r.fail(
+            f"{path}.imports",
+            "<missing>",
+            "name the modules to import-check, or say why not (no-import-check)",
+        )
+    return Wheel(
+        attr=attr,
+        pname=pname,
+        version=version,
+        tags=tags,
+        url=url,
+        hash=hashes,
+        libraries=libraries,
+        requires=requires,
+        dropped=dropped,
+        imports=imports,
+        no_import_check=no_check,
+        remove_deps=r.boolean(t, "remove-deps", path, False),
+        native_code=r.boolean(t, "native-code", path, False),
+        description=r.string(t, "description", path),
+        homepage=r.string(t, "homepage", path),
+        license=r.string(t, "license", path),
+    )
