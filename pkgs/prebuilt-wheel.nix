@@ -13,7 +13,8 @@
   # The attribute name (sglang's Requires-Dist spelling) and matrix.toml's entry for it.
   attr,
   wheel,
-  # pkgs/sources.json's entry for this wheel's file (fields for fetchPypi, or url; SRI hash).
+  # The wheel's file name and pkgs/sources.json's entry for it (fields for fetchPypi, or url; SRI hash).
+  filename,
   source,
   # Resolved derivations for wheel.libraries and wheel.dependencies.
   libraries ? [ ],
@@ -34,7 +35,11 @@ buildPythonPackage {
 
   src =
     if source ? url then
-      fetchurl { inherit (source) url hash; }
+      # The name must be given: the URL's last part has "%2B" for "+", which a store path cannot hold.
+      fetchurl {
+        name = filename;
+        inherit (source) url hash;
+      }
     else
       fetchPypi {
         inherit (source)

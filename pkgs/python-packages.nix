@@ -41,6 +41,7 @@ let
     in
     mkPrebuiltWheel {
       inherit attr wheel driverSonames;
+      filename = variant.wheels.${attr};
       source = sourceOf attr;
       libraries = map resolve libraries;
       dependencies = map (name: final.${name}) (lib.unique (builtins.attrValues (wheel.requires or { })));

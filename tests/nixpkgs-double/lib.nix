@@ -1,0 +1,101 @@
+# The part of nixpkgs' `lib` that sglang-matrix uses, re-implemented on builtins for the test double.
+# Same names and semantics as nixpkgs' lib at the pin; only what the flake and pkgs/ call exists here, so
+# a call to anything else fails (as a misspelt name would against the real lib).
+let
+  lib = rec {
+    inherit (builtins)
+      attrNames
+      attrValues
+      concatStringsSep
+      elem
+      filter
+      head
+      listToAttrs
+      mapAttrs
+      replaceStrings
+      ;
+    concatMap = f: list: builtins.concatLists (map f list);
+    concatMapStringsSep = sep: f: list: concatStringsSep sep (map f list);
+    unique = builtins.foldl' (acc: x: if elem x acc then acc else acc ++ [ x ]) [ ];
+    nameValuePair = name: value: { inherit name value; };
+    genAttrs = names: f: listToAttrs (map (n: nameValuePair n (f n)) names);
+    optional = cond: x: if cond then [ x ] else [ ];
+    optionals = cond: xs: if cond then xs else [ ];
+    optionalString = cond: s: if cond then s else "";
+    optionalAttrs = cond: as: if cond then as else { };
+    filterAttrs = pred: set: removeAttrs set (filter (n: !(pred n set.${n})) (attrNames set));
+    findFirst =
+      pred: default: list:
+      let
+        found = filter pred list;
+      in
+      if found == [ ] then default else head found;
+    splitString =
+      sep: s: filter builtins.isString (builtins.split (replaceStrings [ "." ] [ "\\." ] sep) s);
+    take = n: list: builtins.genList (i: builtins.elemAt list i) (if n < builtins.length list then n else builtins.length list);
+    drop =
+      n: list:
+      let
+        len = builtins.length list;
+      in
+      if n >= len then [ ] else builtins.genList (i: builtins.elemAt list (i + n)) (len - n);
+    getAttrFromPath =
+      path: set:
+      builtins.foldl' (
+        acc: name:
+        acc.${name} or (throw "cannot find attribute '${concatStringsSep "." path}'")
+      ) set path;
+    getOutput = output: pkg: pkg.${output} or pkg;
+    getLib = getOutput "lib";
+    getDev = getOutput "dev";
+    getBin = getOutput "out";
+    makeBinPath = paths: concatStringsSep ":" (map (p: "${getBin p}/bin") paths);
+    makeSearchPath =
+      subDir: paths: concatStringsSep ":" (map (p: "${p}/${subDir}") (filter (p: p != null) paths));
+    makeLibraryPath = paths: makeSearchPath "lib" (map getLib paths);
+    escapeShellArg = arg: "'${replaceStrings [ "'" ] [ "'\\''" ] (toString arg)}'";
+    escapeShellArgs = args: concatStringsSep " " (map escapeShellArg args);
+    versions = {
+      majorMinor =
+        v:
+        let
+          parts = builtins.splitVersion v;
+        in
+        "${builtins.elemAt parts 0}.${builtins.elemAt parts 1}";
+    };
+    fakeHash = "sha256-AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=";
+    licenses = {
+      asl20 = {
+        shortName = "asl20";
+        free = true;
+      };
+      bsd3 = {
+        shortName = "bsd3";
+        free = true;
+      };
+      mit = {
+        shortName = "mit";
+        free = true;
+      };
+    };
+    sourceTypes = {
+      fromSource = {
+        isSource = true;
+      };
+      binaryNativeCode = {
+        isSource = false;
+      };
+      binaryBytecode = {
+        isSource = false;
+      };
+    };
+    platforms = {
+      linux = [
+        "x86_64-linux"
+        "aarch64-linux"
+      ];
+    };
+    maintainers = { };
+  };
+in
+lib

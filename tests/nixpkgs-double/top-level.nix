@@ -1,0 +1,252 @@
+# The top-level package set of the double. Each function here takes exactly the argument names that the
+# nixpkgs function of the same name takes at the pin (README.md lists the sources), without `...` where
+# nixpkgs has none, so an unknown argument fails with Nix's own "called with unexpected argument".
+{
+  lib,
+  system,
+  config,
+  final,
+  mkDerivation,
+}:
+let
+  # nixpkgs: pkgs/build-support/fetchurl. A missing hash does not fail at evaluation there either: it
+  # becomes lib.fakeHash and the build fails later (tests check src.outputHash themselves).
+  fetchurl =
+    {
+      url ? null,
+      urls ? [ ],
+      hash ? "",
+      sha256 ? "",
+      name ? null,
+      executable ? false,
+      postFetch ? "",
+      passthru ? { },
+      meta ? { },
+    }:
+    let
+      theUrl = if url != null then url else builtins.head urls;
+    in
+    mkDerivation {
+      name = if name != null then name else baseNameOf theUrl;
+      url = theUrl;
+      outputHashMode = if executable then "recursive" else "flat";
+      outputHashAlgo = if hash != "" then null else "sha256";
+      outputHash =
+        if hash != "" then
+          hash
+        else if sha256 != "" then
+          sha256
+        else
+          lib.fakeHash;
+      inherit passthru meta;
+    };
+
+  # nixpkgs: pkgs/build-support/fetchpypi. For wheels the URL is built from these fields alone.
+  fetchPypi =
+    {
+      pname,
+      version,
+      dist ? "py2.py3",
+      python ? "py2.py3",
+      abi ? "none",
+      platform ? "any",
+      format ? "setuptools",
+      hash ? "",
+      sha256 ? "",
+    }:
+    let
+      file =
+        if format == "wheel" then
+          "${pname}-${version}-${python}-${abi}-${platform}.whl"
+        else
+          "${pname}-${version}.tar.gz";
+      first = builtins.substring 0 1 pname;
+    in
+    fetchurl {
+      # The double never fetches; the host is a placeholder on purpose.
+      url = "https://index.invalid/packages/${if format == "wheel" then dist else "source"}/${first}/${pname}/${file}";
+      inherit hash sha256;
+    };
+
+  hook =
+    name:
+    mkDerivation {
+      inherit name;
+      passthru.isSetupHook = true;
+    };
+
+  cudaNames = [
+    "cuda_cccl"
+    "cuda_cudart"
+    "cuda_cupti"
+    "cuda_nvcc"
+    "cuda_nvml_dev"
+    "cuda_nvrtc"
+    "cuda_nvtx"
+    "cuda_profiler_api"
+    "libcublas"
+    "libcufft"
+    "libcufile"
+    "libcurand"
+    "libcusolver"
+    "libcusparse"
+    "libcusparse_lt"
+    "cudnn"
+    "nccl"
+  ];
+  # Redistributables with split outputs (lib/, include/); nvcc and cccl have one output.
+  singleOutput = [
+    "cuda_nvcc"
+    "cuda_cccl"
+  ];
+  mkCudaPackages =
+    version:
+    lib.genAttrs cudaNames (
+      n:
+      mkDerivation {
+        pname = "cuda${version}-${n}";
+        inherit version;
+        outputs =
+          if builtins.elem n singleOutput then
+            [ "out" ]
+          else
+            [
+              "out"
+              "lib"
+              "dev"
+              "include"
+              "static"
+              "stubs"
+            ];
+      }
+    )
+    // {
+      cudaMajorMinorVersion = version;
+      cudaMajorVersion = builtins.head (builtins.splitVersion version);
+      autoAddDriverRunpath = hook "auto-add-driver-runpath-hook";
+      backendStdenv = final.stdenv;
+      flags = { };
+    };
+
+  python = import ./python.nix { inherit lib mkDerivation final; };
+in
+{
+  inherit lib config system;
+  # nixpkgs exposes the set itself (callPackage-style files may take `pkgs`) and its source tree.
+  pkgs = final;
+  path = ./.;
+
+  stdenv = {
+    hostPlatform = {
+      inherit system;
+      isLinux = true;
+      isDarwin = false;
+      isx86_64 = system == "x86_64-linux";
+      isAarch64 = system == "aarch64-linux";
+    };
+    cc.cc = mkDerivation {
+      pname = "gcc";
+      version = "14.3.0";
+      outputs = [
+        "out"
+        "lib"
+      ];
+    };
+    inherit mkDerivation;
+  };
+
+  callPackage =
+    fn: args:
+    let
+      f = if builtins.isFunction fn then fn else import fn;
+    in
+    f (builtins.intersectAttrs (builtins.functionArgs f) final // args);
+
+  inherit fetchurl fetchPypi;
+
+  autoPatchelfHook = hook "auto-patchelf-hook";
+  autoAddDriverRunpath = hook "auto-add-driver-runpath-hook";
+  makeWrapper = hook "make-shell-wrapper-hook";
+  makeBinaryWrapper = hook "make-binary-wrapper-hook";
+
+  numactl = mkDerivation {
+    pname = "numactl";
+    version = "2.0.18";
+  };
+  bash = mkDerivation {
+    pname = "bash";
+    version = "5.3";
+  };
+  coreutils = mkDerivation {
+    pname = "coreutils";
+    version = "9.8";
+  };
+
+  # nixpkgs: pkgs/build-support/trivial-builders (writeShellApplication's full argument list).
+  writeShellApplication =
+    {
+      name,
+      text,
+      runtimeInputs ? [ ],
+      runtimeEnv ? null,
+      meta ? { },
+      passthru ? { },
+      checkPhase ? null,
+      excludeShellChecks ? [ ],
+      extraShellCheckFlags ? [ ],
+      bashOptions ? [
+        "errexit"
+        "nounset"
+        "pipefail"
+      ],
+      derivationArgs ? { },
+      inheritPath ? true,
+    }:
+    mkDerivation {
+      inherit name text meta passthru;
+      runtimeInputs = runtimeInputs;
+    };
+
+  symlinkJoin =
+    {
+      name,
+      paths,
+      preferLocalBuild ? true,
+      allowSubstitutes ? false,
+      postBuild ? "",
+      passthru ? { },
+      meta ? { },
+      nativeBuildInputs ? [ ],
+      buildInputs ? [ ],
+    }:
+    mkDerivation {
+      inherit
+        name
+        paths
+        postBuild
+        passthru
+        meta
+        nativeBuildInputs
+        ;
+    };
+
+  runCommand =
+    name: env: buildCommand:
+    mkDerivation (env // { inherit name buildCommand; });
+
+  cudaPackages_12_6 = mkCudaPackages "12.6";
+  cudaPackages_12_8 = mkCudaPackages "12.8";
+  cudaPackages_12_9 = mkCudaPackages "12.9";
+  cudaPackages_13_0 = mkCudaPackages "13.0";
+  cudaPackages = final.cudaPackages_12_8;
+
+  python312 = python {
+    version = "3.12.12";
+    pythonVersion = "3.12";
+  };
+  python313 = python {
+    version = "3.13.9";
+    pythonVersion = "3.13";
+  };
+  python3 = final.python313;
+}

@@ -1,0 +1,127 @@
+"""Bad spec input: one line naming file, field and value, exit code 2, no traceback, nothing written."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+from sglang_matrix.spec import load_spec
+from sglang_matrix.variants import resolve_variants
+
+
+def snapshot(tree: Path) -> dict[str, tuple[int, bytes]]:
+    return {
+        str(p.relative_to(tree)): (p.stat().st_mtime_ns, p.read_bytes())
+        for p in tree.rglob("*")
+        if p.is_file()
+    }
+
+
+def edit(path: Path, old: str, new: str, count: int = 1) -> None:
+    text = path.read_text()
+    assert old in text, f"fixture edit: {old!r} not in {path.name}"
+    path.write_text(text.replace(old, new, count))
+
+
+BAD_SPECS = [
+    pytest.param(
+        'isas = ["avx2", "avx512"]',
+        'isas = ["avx2", "avx3"]',
+        r'matrix\.toml: lines\."0\.5\.9"\.isas\[1\] = \'avx3\': unknown ISA',
+        id="unknown-isa",
+    ),
+    pytest.param(
+        'short-name = "sglang-{target}-{isa}"',
+        'short-name = "sglang-{target}"',
+        r"matrix\.toml: lines\.\"0\.5\.9\"\.short-name = 'sglang-sm61': duplicate variant name",
+        id="duplicate-name",
+    ),
+    pytest.param(
+        'capabilities = ["9.0"]',
+        'capabilities = ["sm_90"]',
+        r"matrix\.toml: targets\.sm90\.capabilities\[0\] = 'sm_90': a capability must look like \"9\.0\"",
+        id="capability-form",
+    ),
+    pytest.param(
+        'pname = "sgl_kernel"\nversion = "0.3.21"\n',
+        'pname = "sgl_kernel"\n',
+        r"matrix\.toml: lines\.\"0\.5\.9\"\.wheels\.sgl-kernel\.version = '<missing>': required field",
+        id="missing-version",
+    ),
+    pytest.param(
+        'systems = ["x86_64-linux"]\ntargets =',
+        'systems = ["aarch64-linux"]\ntargets =',
+        r"matrix\.toml: lines\.\"0\.5\.9\"\.isas\[0\] = 'avx2': fits x86_64-linux, "
+        r"not this line's systems \(aarch64-linux\)",
+        id="isa-platform",
+    ),
+    pytest.param(
+        "max-jobs-cap = 16",
+        "max-jobs-cap = 16\nmax-jobs-cap = [",
+        r"matrix\.toml: \(syntax\) = .*TOML syntax error",
+        id="toml-syntax",
+    ),
+    pytest.param(
+        '\ncuda = "12.8"',
+        '\ncuda = "12.6"',
+        r"matrix\.toml: lines\.\"0\.5\.9\"\.targets\[6\] = 'sm100': capability 10\.0 needs CUDA >= 12\.7",
+        id="capability-needs-newer-cuda",
+    ),
+    pytest.param(
+        'default-variant = "sglang-sm90-avx512"',
+        'default-variant = "sglang-sm91-avx512"',
+        r"matrix\.toml: build\.default-variant = 'sglang-sm91-avx512': names no variant",
+        id="default-variant",
+    ),
+]
+
+
+@pytest.mark.parametrize(("old", "new", "message"), BAD_SPECS)
+def test_bad_spec_is_one_line_exit_2_and_writes_nothing(
+    project: Path, cli, old: str, new: str, message: str
+) -> None:
+    edit(project / "matrix.toml", old, new)
+    # Make render want to write something, so "nothing written" is a real check.
+    (project / "pkgs" / "variants" / "sglang-python312-cuda12_8-sm90-avx512.nix").unlink()
+    before = snapshot(project)
+    for args in (["render"], ["list", "--json"], ["show", "sglang-sm90-avx512"], ["lock", "--check"]):
+        proc = cli("--root", str(project), *args)
+        assert proc.returncode == 2, (args, proc.stdout, proc.stderr)
+        lines = proc.stderr.strip().splitlines()
+        assert len(lines) == 1, proc.stderr
+        assert re.search(message, lines[0]), lines[0]
+        assert "Traceback" not in proc.stderr
+        assert snapshot(project) == before
+
+
+def test_the_spec_yields_the_seed_matrix(root: Path) -> None:
+    variants = resolve_variants(load_spec(root / "matrix.toml"))
+    names = {v.name for v in variants}
+    seed_targets = ["sm61", "sm75", "sm80", "sm86", "sm89", "sm90", "sm100", "sm120", "all"]
+    assert names == {f"sglang-{t}-{i}" for t in seed_targets for i in ("avx2", "avx512")}
+    assert len({v.long_name for v in variants}) == 18
+    by_name = {v.name: v for v in variants}
+    assert by_name["sglang-sm90-avx512"].long_name == "sglang-python312-cuda12_8-sm90-avx512"
+    assert by_name["sglang-all-avx2"].capabilities == ("7.5", "8.0", "8.6", "8.9", "9.0", "10.0", "12.0")
+    assert not by_name["sglang-sm61-avx2"].cudnn and by_name["sglang-sm75-avx2"].cudnn
+    assert "-mavx512f" in by_name["sglang-sm90-avx512"].cflags
+    assert "-mavx512f" not in by_name["sglang-sm90-avx2"].cflags
+
+
+def test_show_json_resolves_everything(cli) -> None:
+    import json
+
+    proc = cli("show", "sglang-python312-cuda12_8-sm90-avx512", "--json")
+    assert proc.returncode == 0, proc.stderr
+    data = json.loads(proc.stdout)
+    assert data["name"] == "sglang-sm90-avx512"
+    assert data["capabilities"] == ["9.0"]
+    assert data["versions"]["sglang"] == "0.5.9" and data["versions"]["torch"] == "2.9.1"
+    assert data["wheels"]["sgl-kernel"] == "sgl_kernel-0.3.21-cp310-abi3-manylinux2014_x86_64.whl"
+
+
+def test_unknown_variant_is_a_one_line_error(cli) -> None:
+    proc = cli("show", "sglang-sm91-avx512")
+    assert proc.returncode == 2
+    assert proc.stderr.strip().count("\n") == 0 and "sglang-sm91-avx512" in proc.stderr
