@@ -39,6 +39,7 @@ class Isa:
     systems: tuple[str, ...]
     description: str
     flags: tuple[str, ...]
+    cpu_features: tuple[str, ...]
 
 
 @dataclass(frozen=True)
@@ -289,7 +290,9 @@ def _parse_isas(r: _Reader, raw: dict[str, Any]) -> dict[str, Isa]:
             if system not in SYSTEMS:
                 raise r.fail(f"{path}.systems[{i}]", system, f"unknown system (known: {', '.join(SYSTEMS)})")
         flags = r.strings(t, "flags", path)
-        isas[name] = Isa(name, systems, r.string(t, "description", path), flags)
+        isas[name] = Isa(
+            name, systems, r.string(t, "description", path), flags, r.strings(t, "cpu-features", path)
+        )
     return isas
 
 

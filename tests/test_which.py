@@ -1,0 +1,411 @@
+"""sglang-matrix which: recorded hosts (tests/fixtures/which) through the CLI, and the rules on their own."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+from click.testing import CliRunner, Result
+from sglang_matrix import which as which_mod
+from sglang_matrix.cli import main
+from sglang_matrix.errors import UserError
+
+ROOT = Path(__file__).resolve().parent.parent
+SPEC = ROOT / "matrix.toml"
+FIXTURES = Path(__file__).resolve().parent / "fixtures" / "which"
+
+
+def run(*args: str, spec: Path = SPEC) -> Result:
+    return CliRunner().invoke(main, ["--spec", str(spec), "which", *args])
+
+
+def host(smi: str, cpu: str, machine: str = "x86_64", *extra: str, spec: Path = SPEC) -> Result:
+    return run(
+        "--nvidia-smi-output",
+        str(FIXTURES / f"{smi}.nvidia-smi"),
+        "--cpuinfo",
+        str(FIXTURES / f"{cpu}.cpuinfo"),
+        "--machine",
+        machine,
+        *extra,
+        spec=spec,
+    )
+
+
+def host_json(smi: str, cpu: str, machine: str = "x86_64", spec: Path = SPEC) -> tuple[int, dict[str, Any]]:
+    result = host(smi, cpu, machine, "--json", spec=spec)
+    return result.exit_code, json.loads(result.output)
+
+
+def rejected(data: dict[str, Any]) -> dict[str, list[str]]:
+    return {r["name"]: r["reasons"] for r in data["rejected"]}
+
+
+# ------------------------------------------------------------------------------------- fixture machines
+
+
+@pytest.mark.parametrize(
+    ("machine", "choice"),
+    [
+        ("t4", "sglang-sm75-avx512"),  # Cascade Lake has avx512
+        ("a100", "sglang-sm80-avx2"),  # EPYC 7B12 (Rome) has none
+        ("h100", "sglang-sm90-avx512"),  # Sapphire Rapids
+        ("rtx4090", "sglang-sm89-avx512"),  # Zen 4 has avx512f/dq/vl/bw
+    ],
+)
+def test_fixture_machines_choose(machine: str, choice: str) -> None:
+    result = host(machine, machine)
+    assert result.exit_code == 0, result.output
+    assert f"choice: {choice}" in result.output
+    assert f"nix build .#{choice}" in result.output
+    code, data = host_json(machine, machine)
+    assert code == 0
+    assert data["choice"] == choice
+    assert data["command"] == f"nix build .#{choice}"
+    assert data["system"] == "x86_64-linux"
+    assert len(data["gpus"]) == 1
+
+
+def test_a100_on_rome_says_why_not_avx512() -> None:
+    _, data = host_json("a100", "a100")
+    assert rejected(data) == {"sglang-sm80-avx512": ["CPU lacks avx512f, avx512dq, avx512vl, avx512bw"]}
+    assert data["cpu"]["isas"] == ["avx2"]
+    assert data["cpu"]["missing"] == ["avx512f", "avx512dq", "avx512vl", "avx512bw"]
+    assert data["gpus"][0] == {
+        "index": 0,
+        "name": "NVIDIA A100-SXM4-80GB",
+        "capability": "8.0",
+        "driver": "570.124.06",
+    }
+    assert data["driver_cuda"] == "12.8"
+
+
+def test_h100_human_output_names_everything() -> None:
+    out = host("h100", "h100").output
+    assert "GPU 0: NVIDIA H100 80GB HBM3, capability 9.0, driver 575.57.08" in out
+    assert "driver CUDA: 12.9" in out
+    assert "Intel(R) Xeon(R) Platinum 8488C" in out
+    assert "avx512f" in out and "ISAs that fit: avx2, avx512" in out
+
+
+def test_single_sm_target_preferred_over_fat() -> None:
+    _, data = host_json("h100", "h100")
+    assert data["choice"] == "sglang-sm90-avx512"
+    # Nothing nearer was rejected: the fat target ranks after the single-SM one and is not listed.
+    assert data["rejected"] == []
+
+
+def test_laptop_without_gpu_picks_fat_target_by_cpu() -> None:
+    result = host("laptop", "laptop")
+    assert result.exit_code == 0, result.output
+    assert "GPU: none detected" in result.output
+    assert "no NVIDIA GPU detected" in result.output
+    code, data = host_json("laptop", "laptop")
+    assert code == 0
+    assert data["gpus"] == [] and data["driver_cuda"] is None
+    assert "couldn't communicate with the NVIDIA driver" in data["gpu_problem"]
+    assert data["choice"] == "sglang-all-avx2"
+    assert rejected(data) == {"sglang-all-avx512": ["CPU lacks avx512f, avx512dq, avx512vl, avx512bw"]}
+
+
+def test_gh200_has_no_isa_in_the_current_spec() -> None:
+    result = host("gh200", "gh200", "aarch64")
+    assert result.exit_code == 1
+    assert "no variant fits: no ISA for aarch64-linux in the spec" in result.output
+    code, data = host_json("gh200", "gh200", "aarch64")
+    assert code == 1
+    assert data["choice"] is None and data["command"] is None
+    assert data["system"] == "aarch64-linux"
+    assert data["reasons"] == ["no ISA for aarch64-linux in the spec"]
+
+
+def test_gh200_with_an_armv9_isa_picks_sm90_armv9(tmp_path: Path) -> None:
+    spec = tmp_path / "matrix.toml"
+    spec.write_text(ARMV9_SPEC, encoding="utf-8")
+    code, data = host_json("gh200", "gh200", "aarch64", spec=spec)
+    assert code == 0, data
+    assert data["choice"] == "sglang-sm90-armv9"
+    assert data["cpu"]["features"] == ["sve2", "bf16", "i8mm"]
+    # The same spec still serves x86_64 hosts.
+    code, data = host_json("h100", "h100", spec=spec)
+    assert (code, data["choice"]) == (0, "sglang-sm90-avx512")
+
+
+def test_armv9_isa_rejects_a_neoverse_without_sve2(tmp_path: Path) -> None:
+    spec = tmp_path / "matrix.toml"
+    spec.write_text(ARMV9_SPEC, encoding="utf-8")
+    cpuinfo = tmp_path / "graviton2.cpuinfo"
+    cpuinfo.write_text("processor\t: 0\nFeatures\t: fp asimd evtstrm aes pmull sha1 sha2 crc32 atomics\n")
+    result = run(
+        "--json",
+        "--nvidia-smi-output",
+        str(FIXTURES / "gh200.nvidia-smi"),
+        "--cpuinfo",
+        str(cpuinfo),
+        "--machine",
+        "arm64",
+        spec=spec,
+    )
+    assert result.exit_code == 1
+    data = json.loads(result.output)
+    assert data["system"] == "aarch64-linux"
+    assert rejected(data)["sglang-sm90-armv9"] == ["CPU lacks sve2, bf16, i8mm"]
+
+
+# ------------------------------------------------------------------------------------- driver, mixed GPUs
+
+
+def test_driver_too_old() -> None:
+    result = host("h100-driver550", "h100")
+    assert result.exit_code == 1
+    assert "needs driver CUDA >= 12.8, driver supports 12.4" in result.output
+    _, data = host_json("h100-driver550", "h100")
+    assert data["choice"] is None
+    assert data["driver_cuda"] == "12.4"
+    assert set(rejected(data)) == {
+        "sglang-sm90-avx512",
+        "sglang-sm90-avx2",
+        "sglang-all-avx512",
+        "sglang-all-avx2",
+    }
+    assert all(r == ["needs driver CUDA >= 12.8, driver supports 12.4"] for r in rejected(data).values())
+    assert any("update the NVIDIA driver" in r for r in data["reasons"])
+
+
+def test_mixed_gpus_take_the_fat_target() -> None:
+    code, data = host_json("mixed-a100-h100", "h100")
+    assert code == 0
+    assert [g["capability"] for g in data["gpus"]] == ["8.0", "9.0"]
+    assert data["choice"] == "sglang-all-avx512"
+    assert rejected(data) == {
+        "sglang-sm80-avx512": ["GPU capability 9.0 is not a target (8.0)"],
+        "sglang-sm90-avx512": ["GPU capability 8.0 is not a target (9.0)"],
+        "sglang-sm80-avx2": ["GPU capability 9.0 is not a target (8.0)"],
+        "sglang-sm90-avx2": ["GPU capability 8.0 is not a target (9.0)"],
+    }
+
+
+def test_mixed_gpus_no_target_covers_all(tmp_path: Path) -> None:
+    smi = tmp_path / "p40-h100.nvidia-smi"
+    text = (FIXTURES / "mixed-a100-h100.nvidia-smi").read_text()
+    smi.write_text(text.replace("NVIDIA A100-SXM4-80GB, 8.0,", "Tesla P40, 6.1,"))
+    result = run("--json", "--nvidia-smi-output", str(smi), "--cpuinfo", str(FIXTURES / "h100.cpuinfo"))
+    assert result.exit_code == 1
+    data = json.loads(result.output)
+    assert data["choice"] is None
+    assert "no target covers every GPU of this mixed host (6.1, 9.0)" in data["reasons"]
+    assert rejected(data)["sglang-all-avx512"] == [
+        "GPU capability 6.1 is not a target (7.5, 8.0, 8.6, 8.9, 9.0, 10.0, 12.0)"
+    ]
+
+
+def test_capability_in_no_target(tmp_path: Path) -> None:
+    smi = tmp_path / "orin.nvidia-smi"
+    smi.write_text((FIXTURES / "h100.nvidia-smi").read_text().replace("HBM3, 9.0,", "HBM3, 8.7,"))
+    result = run("--json", "--nvidia-smi-output", str(smi), "--cpuinfo", str(FIXTURES / "h100.cpuinfo"))
+    assert result.exit_code == 1
+    assert "GPU capability 8.7 is in no target for x86_64-linux" in json.loads(result.output)["reasons"]
+
+
+# ------------------------------------------------------------------------------------- JSON shape
+
+
+def test_json_shape() -> None:
+    _, data = host_json("t4", "t4")
+    assert set(data) >= {"gpus", "driver_cuda", "cpu", "system", "choice", "command", "rejected"}
+    assert set(data["gpus"][0]) == {"index", "name", "capability", "driver"}
+    assert set(data["cpu"]) >= {"machine", "model", "features", "missing", "isas"}
+    assert isinstance(data["rejected"], list)
+    assert (
+        data["cpu"]["model"] == "Intel(R) Xeon(R) Platinum 8259CL CPU @ 2.50GHz"
+    )  # lscpu format is read too
+
+
+# ------------------------------------------------------------------------------------- live probing
+
+
+def test_no_nvidia_smi_on_path_is_no_gpu(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(which_mod, "_probe_nvml", lambda: None)
+    monkeypatch.setattr(which_mod.shutil, "which", lambda name: None)
+    result = run("--json", "--cpuinfo", str(FIXTURES / "laptop.cpuinfo"), "--machine", "x86_64")
+    assert result.exit_code == 0
+    data = json.loads(result.output)
+    assert data["gpu_problem"] == "nvidia-smi not found"
+    assert data["choice"] == "sglang-all-avx2"
+
+
+def test_live_nvidia_smi_is_parsed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A fake nvidia-smi on PATH answers both calls the way the real one does."""
+    recorded = (FIXTURES / "rtx4090.nvidia-smi").read_text()
+    query, banner = recorded.split("### nvidia-smi\n")
+    (tmp_path / "query.txt").write_text(query.removeprefix("### query\n"))
+    (tmp_path / "banner.txt").write_text(banner)
+    fake = tmp_path / "nvidia-smi"
+    fake.write_text(
+        f'#!/bin/sh\nif [ "$#" -gt 0 ]; then cat {tmp_path}/query.txt; else cat {tmp_path}/banner.txt; fi\n'
+    )
+    fake.chmod(0o755)
+    monkeypatch.setattr(which_mod, "_probe_nvml", lambda: None)
+    monkeypatch.setenv("PATH", f"{tmp_path}{os.pathsep}{os.environ['PATH']}")
+    probe = which_mod.probe_gpus()
+    assert probe.problem is None
+    assert [(g.name, g.capability) for g in probe.gpus] == [("NVIDIA GeForce RTX 4090", "8.9")]
+    assert probe.driver_cuda == "13.0"
+
+
+def test_failing_nvidia_smi_is_no_gpu(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    fake = tmp_path / "nvidia-smi"
+    fake.write_text('#!/bin/sh\necho "NVIDIA-SMI has failed because it couldn\'t communicate"\nexit 9\n')
+    fake.chmod(0o755)
+    monkeypatch.setattr(which_mod, "_probe_nvml", lambda: None)
+    monkeypatch.setenv("PATH", f"{tmp_path}{os.pathsep}{os.environ['PATH']}")
+    probe = which_mod.probe_gpus()
+    assert probe.gpus == ()
+    assert probe.problem == "nvidia-smi failed: NVIDIA-SMI has failed because it couldn't communicate"
+
+
+# ------------------------------------------------------------------------------------- bad input
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        (
+            "### query\nNVIDIA H100 80GB HBM3, [N/A], 550.54.15\n### nvidia-smi\nCUDA Version: 12.4\n",
+            "cannot read GPU line",
+        ),
+        ("### query\nNVIDIA H100 80GB HBM3, 9.0, 550.54.15\n", "no '### nvidia-smi' section"),
+        (
+            "### query\nNVIDIA H100 80GB HBM3, 9.0, 550.54.15\n### nvidia-smi\n| NVIDIA-SMI 550 |\n",
+            "no 'CUDA Version",
+        ),
+        ("NVIDIA H100 80GB HBM3, 9.0, 550.54.15\n", "text before the first"),
+        ("### banner\n", "unknown section 'banner'"),
+        ("### failed\nx\n### query\n", "stands alone"),
+    ],
+)
+def test_bad_fixture_is_one_line_exit_2(tmp_path: Path, text: str, message: str) -> None:
+    bad = tmp_path / "bad.nvidia-smi"
+    bad.write_text(text)
+    result = run("--nvidia-smi-output", str(bad), "--cpuinfo", str(FIXTURES / "h100.cpuinfo"))
+    assert result.exit_code == 2
+    assert message in result.output
+    assert len(result.output.strip().splitlines()) == 1
+    assert result.output.startswith("sglang-matrix: ")
+    assert "Traceback" not in result.output
+
+
+def test_missing_fixture_file_is_exit_2(tmp_path: Path) -> None:
+    result = run("--nvidia-smi-output", str(tmp_path / "absent"), "--cpuinfo", str(FIXTURES / "h100.cpuinfo"))
+    assert result.exit_code == 2
+    assert re.match(r"sglang-matrix: .*absent: cannot read", result.output)
+
+
+def test_cpuinfo_without_flags_is_exit_2(tmp_path: Path) -> None:
+    bad = tmp_path / "cpuinfo"
+    bad.write_text("processor\t: 0\nmodel name\t: something\n")
+    result = run("--nvidia-smi-output", str(FIXTURES / "h100.nvidia-smi"), "--cpuinfo", str(bad))
+    assert result.exit_code == 2
+    assert "no 'flags' or 'Features' line" in result.output
+    assert len(result.output.strip().splitlines()) == 1
+
+
+# ------------------------------------------------------------------------------------- units
+
+
+def test_parse_cpuinfo_takes_flags_every_processor_has() -> None:
+    model, flags = which_mod.parse_cpuinfo(
+        "processor: 0\nmodel name: X\nflags: avx2 fma avx512f\n\nprocessor: 1\nflags: avx2 fma\n", "t"
+    )
+    assert model == "X"
+    assert flags == frozenset({"avx2", "fma"})
+
+
+def test_nix_system_aliases() -> None:
+    assert which_mod.nix_system("AMD64") == "x86_64-linux"
+    assert which_mod.nix_system("arm64") == "aarch64-linux"
+    assert which_mod.nix_system("aarch64") == "aarch64-linux"
+
+
+def test_parse_query_rejects_garbage() -> None:
+    with pytest.raises(UserError):
+        which_mod.parse_query("Field 'compute_cap' is not a valid field to query.", "q")
+
+
+# A minimal spec with an armv9 ISA for aarch64-linux beside the x86_64 ones (what a later change adds).
+ARMV9_SPEC = """
+schema = 1
+
+[nixpkgs]
+rev = "0182a361324364ae3f436a63005877674cf45efb"
+min-nix = "2.18"
+
+[build]
+max-jobs-cap = 16
+default-variant = "sglang-sm90-avx512"
+
+[isas.avx2]
+systems = ["x86_64-linux"]
+description = "Haswell and newer"
+flags = ["-mavx2", "-mfma", "-mf16c"]
+cpu-features = ["avx2", "fma", "f16c"]
+
+[isas.avx512]
+systems = ["x86_64-linux"]
+description = "Skylake-SP and newer"
+flags = ["-mavx512f", "-mavx512dq", "-mavx512vl", "-mavx512bw", "-mfma"]
+cpu-features = ["avx512f", "avx512dq", "avx512vl", "avx512bw", "fma"]
+
+[isas.armv9]
+systems = ["aarch64-linux"]
+description = "Neoverse V2 (Grace) and newer"
+flags = ["-march=armv9-a+sve2+bf16+i8mm"]
+cpu-features = ["sve2", "bf16", "i8mm"]
+
+[capabilities]
+"7.5" = { min-cuda = "10.0" }
+"8.0" = { min-cuda = "11.2" }
+"8.6" = { min-cuda = "11.2" }
+"8.9" = { min-cuda = "11.8" }
+"9.0" = { min-cuda = "11.8" }
+"10.0" = { min-cuda = "12.7" }
+"12.0" = { min-cuda = "12.8" }
+
+[targets.sm90]
+capabilities = ["9.0"]
+architecture = "Hopper"
+gpus = ["H100", "GH200"]
+
+[targets.all]
+capabilities = ["7.5", "8.0", "8.6", "8.9", "9.0", "10.0", "12.0"]
+architecture = "Turing through Blackwell"
+gpus = ["T4 through RTX 5090"]
+
+[sonames]
+"libc.so.6" = "glibc"
+
+[lines."0.5.9"]
+python = "3.12"
+cuda = "12.8"
+systems = ["x86_64-linux", "aarch64-linux"]
+targets = ["sm90", "all"]
+isas = ["avx2", "avx512", "armv9"]
+short-name = "sglang-{target}-{isa}"
+long-name = "sglang-python{python}-cuda{cuda}-{target}-{isa}"
+
+[lines."0.5.9".torch]
+version = "2.9.1"
+
+[lines."0.5.9".wheels.sglang]
+pname = "sglang"
+version = "0.5.9"
+tags = { any = "py3-none-any" }
+imports = ["sglang"]
+description = "SGLang"
+homepage = "https://github.com/sgl-project/sglang"
+license = "asl20"
+"""

@@ -1,0 +1,506 @@
+"""`sglang-matrix which`: detect this host and name the variant to build.
+
+The host is read from the NVIDIA driver (NVML through `pynvml` when importable, otherwise `nvidia-smi`) and
+from /proc/cpuinfo; recorded outputs can be given instead (`--nvidia-smi-output`, `--cpuinfo`, `--machine`)
+so that tests and bug reports need no GPU. Every rule comes from the spec's data:
+
+* a variant fits when its system is the host's, the CPU has every `cpu-features` flag of its ISA, every
+  GPU's compute capability is one of its target's capabilities, and the driver's CUDA version is at least
+  the line's;
+* among fitting variants: a target with fewer capabilities first (a single-SM build is smaller and faster
+  to build than a fat one), then the ISA with the most cpu-features (avx512 over avx2), then the newest line;
+* with no GPU detected only multi-capability (fat) targets are candidates, fattest first.
+
+Recorded `nvidia-smi` output is one text file with `### ` section headers (see tests/fixtures/which):
+
+    ### query
+    <output of nvidia-smi --query-gpu=name,compute_cap,driver_version --format=csv,noheader>
+    ### nvidia-smi
+    <output of plain nvidia-smi: the banner holds "CUDA Version: 12.8">
+
+or, for a host where the driver is missing or broken, a `### failed` section holding what nvidia-smi said.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import platform
+import re
+import shutil
+import subprocess
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import click
+from packaging.version import InvalidVersion, Version
+from rich.console import Console
+
+from .errors import UserError
+from .variants import Variant, resolve_variants
+
+if TYPE_CHECKING:
+    from .spec import Spec
+
+QUERY_ARGS = ["--query-gpu=name,compute_cap,driver_version", "--format=csv,noheader"]
+SECTIONS = ("query", "nvidia-smi", "failed")
+CAPABILITY_RE = re.compile(r"^([0-9]+)\.([0-9]+)$")
+CUDA_VERSION_RE = re.compile(r"CUDA Version:\s*([0-9]+\.[0-9]+)")
+# platform.machine() spellings of the architectures Nix names x86_64 and aarch64.
+MACHINE_ALIASES = {"amd64": "x86_64", "x64": "x86_64", "arm64": "aarch64", "armv8l": "aarch64"}
+NVIDIA_SMI_TIMEOUT_S = 30
+
+
+@dataclass(frozen=True)
+class Gpu:
+    index: int
+    name: str
+    capability: str
+    driver: str
+
+    def to_json(self) -> dict[str, Any]:
+        return {"index": self.index, "name": self.name, "capability": self.capability, "driver": self.driver}
+
+
+@dataclass(frozen=True)
+class GpuProbe:
+    """What the driver said: the GPUs and the highest CUDA it supports, or why there is no GPU."""
+
+    gpus: tuple[Gpu, ...]
+    driver_cuda: str | None
+    source: str
+    problem: str | None = None
+
+
+@dataclass(frozen=True)
+class Cpu:
+    machine: str
+    system: str
+    model: str | None
+    flags: frozenset[str]
+    source: str
+
+
+@dataclass
+class Outcome:
+    gpu: GpuProbe
+    cpu: Cpu
+    choice: Variant | None
+    rejected: list[tuple[Variant, list[str]]] = field(default_factory=list)
+    reasons: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    relevant_features: tuple[str, ...] = ()
+    fitting_isas: tuple[str, ...] = ()
+
+    @property
+    def command(self) -> str | None:
+        return f"nix build .#{self.choice.name}" if self.choice else None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "gpus": [g.to_json() for g in self.gpu.gpus],
+            "driver_cuda": self.gpu.driver_cuda,
+            "gpu_source": self.gpu.source,
+            "gpu_problem": self.gpu.problem,
+            "cpu": {
+                "machine": self.cpu.machine,
+                "model": self.cpu.model,
+                "source": self.cpu.source,
+                "features": [f for f in self.relevant_features if f in self.cpu.flags],
+                "missing": [f for f in self.relevant_features if f not in self.cpu.flags],
+                "isas": list(self.fitting_isas),
+            },
+            "system": self.cpu.system,
+            "choice": self.choice.name if self.choice else None,
+            "command": self.command,
+            "rejected": [{"name": v.name, "reasons": list(r)} for v, r in self.rejected],
+            "reasons": list(self.reasons),
+            "notes": list(self.notes),
+        }
+
+
+# ------------------------------------------------------------------------------------------------ GPU
+
+
+def _capability(text: str) -> str | None:
+    match = CAPABILITY_RE.match(text.strip())
+    return f"{int(match.group(1))}.{int(match.group(2))}" if match else None
+
+
+def parse_query(text: str, where: str) -> tuple[Gpu, ...]:
+    """Lines of `nvidia-smi --query-gpu=name,compute_cap,driver_version --format=csv,noheader`."""
+    gpus = []
+    for line in text.splitlines():
+        if not line.strip():
+            continue
+        # The name may itself hold commas in principle: the last two fields are fixed.
+        parts = [p.strip() for p in line.rsplit(",", 2)]
+        capability = _capability(parts[1]) if len(parts) == 3 else None
+        if capability is None or not parts[0] or not parts[2]:
+            raise UserError(
+                f"{where}: cannot read GPU line {line.strip()!r} (want 'name, compute_cap, driver_version')"
+            )
+        gpus.append(Gpu(len(gpus), parts[0], capability, parts[2]))
+    return tuple(gpus)
+
+
+def parse_banner(text: str, where: str) -> str:
+    """The highest CUDA version the driver supports, from plain `nvidia-smi`'s banner."""
+    match = CUDA_VERSION_RE.search(text)
+    if not match:
+        raise UserError(f"{where}: no 'CUDA Version: X.Y' in the nvidia-smi banner")
+    return match.group(1)
+
+
+def parse_recorded(text: str, where: str) -> GpuProbe:
+    """A recorded-output file: `### query` + `### nvidia-smi` sections, or one `### failed` section."""
+    sections: dict[str, list[str]] = {}
+    current: str | None = None
+    for lineno, line in enumerate(text.splitlines(), 1):
+        if line.startswith("### "):
+            name = line[4:].strip()
+            if name not in SECTIONS:
+                raise UserError(f"{where}:{lineno}: unknown section {name!r} (known: {', '.join(SECTIONS)})")
+            if name in sections:
+                raise UserError(f"{where}:{lineno}: section {name!r} given twice")
+            sections[name] = []
+            current = name
+        elif current is None:
+            if line.strip() and not line.startswith("#"):
+                raise UserError(f"{where}:{lineno}: text before the first '### query' section")
+        else:
+            sections[current].append(line)
+    if "failed" in sections:
+        if len(sections) > 1:
+            raise UserError(f"{where}: a 'failed' section stands alone (no 'query' or 'nvidia-smi')")
+        said = next((s.strip() for s in sections["failed"] if s.strip()), "nvidia-smi failed")
+        return GpuProbe((), None, f"recorded ({where})", problem=said)
+    for name in ("query", "nvidia-smi"):
+        if name not in sections:
+            raise UserError(f"{where}: no '### {name}' section (see tests/fixtures/which/README.md)")
+    gpus = parse_query("\n".join(sections["query"]), where)
+    if not gpus:
+        return GpuProbe((), None, f"recorded ({where})", problem="nvidia-smi lists no GPU")
+    return GpuProbe(gpus, parse_banner("\n".join(sections["nvidia-smi"]), where), f"recorded ({where})")
+
+
+def read_recorded(path: Path) -> GpuProbe:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as err:
+        raise UserError(f"{path}: cannot read: {err.strerror}") from None
+    except UnicodeDecodeError:
+        raise UserError(f"{path}: not UTF-8 text") from None
+    return parse_recorded(text, str(path))
+
+
+def _probe_nvml() -> GpuProbe | None:
+    """NVML through pynvml (nvidia-ml-py) when it is importable and the driver answers; else None."""
+    try:
+        import pynvml  # type: ignore[import-not-found]
+    except ImportError:
+        return None
+    try:
+        pynvml.nvmlInit()
+    except Exception:
+        return None
+    try:
+        gpus = []
+        for i in range(pynvml.nvmlDeviceGetCount()):
+            handle = pynvml.nvmlDeviceGetHandleByIndex(i)
+            name = pynvml.nvmlDeviceGetName(handle)
+            major, minor = pynvml.nvmlDeviceGetCudaComputeCapability(handle)
+            driver = pynvml.nvmlSystemGetDriverVersion()
+            gpus.append(
+                Gpu(
+                    i,
+                    name.decode() if isinstance(name, bytes) else str(name),
+                    f"{major}.{minor}",
+                    driver.decode() if isinstance(driver, bytes) else str(driver),
+                )
+            )
+        cuda = int(pynvml.nvmlSystemGetCudaDriverVersion())
+        if not gpus:
+            return GpuProbe((), None, "NVML", problem="NVML lists no GPU")
+        return GpuProbe(tuple(gpus), f"{cuda // 1000}.{(cuda % 1000) // 10}", "NVML")
+    except Exception:
+        return None
+    finally:
+        with contextlib.suppress(Exception):
+            pynvml.nvmlShutdown()
+
+
+def _run(argv: list[str]) -> tuple[int, str]:
+    try:
+        done = subprocess.run(argv, capture_output=True, text=True, timeout=NVIDIA_SMI_TIMEOUT_S, check=False)
+    except subprocess.TimeoutExpired:
+        return 124, f"timed out after {NVIDIA_SMI_TIMEOUT_S}s"
+    except OSError as err:
+        return 127, err.strerror or str(err)
+    return done.returncode, (done.stdout or "") + (done.stderr if done.returncode else "")
+
+
+def probe_gpus() -> GpuProbe:
+    """Ask the driver: NVML when importable, else nvidia-smi. No driver is an answer, not an error."""
+    nvml = _probe_nvml()
+    if nvml is not None:
+        return nvml
+    exe = shutil.which("nvidia-smi")
+    if exe is None:
+        return GpuProbe((), None, "nvidia-smi", problem="nvidia-smi not found")
+    rc, out = _run([exe, *QUERY_ARGS])
+    if rc != 0:
+        said = next((s.strip() for s in out.splitlines() if s.strip()), f"exit status {rc}")
+        return GpuProbe((), None, "nvidia-smi", problem=f"nvidia-smi failed: {said}")
+    gpus = parse_query(out, "nvidia-smi --query-gpu")
+    if not gpus:
+        return GpuProbe((), None, "nvidia-smi", problem="nvidia-smi lists no GPU")
+    rc, banner = _run([exe])
+    if rc != 0:
+        said = next((s.strip() for s in banner.splitlines() if s.strip()), f"exit status {rc}")
+        return GpuProbe((), None, "nvidia-smi", problem=f"nvidia-smi failed: {said}")
+    return GpuProbe(gpus, parse_banner(banner, "nvidia-smi"), "nvidia-smi")
+
+
+# ------------------------------------------------------------------------------------------------ CPU
+
+
+def parse_cpuinfo(text: str, where: str) -> tuple[str | None, frozenset[str]]:
+    """The CPU model and the feature flags every processor has.
+
+    x86 writes `flags`, aarch64 `Features`; `lscpu` output (`Flags:`) is read too.
+    """
+    flag_sets: list[set[str]] = []
+    model: str | None = None
+    part: dict[str, str] = {}
+    for line in text.splitlines():
+        key, sep, value = line.partition(":")
+        if not sep:
+            continue
+        key = key.strip().lower()
+        if key in ("flags", "features"):
+            flag_sets.append(set(value.split()))
+        elif key == "model name" and model is None and value.strip():
+            model = value.strip()
+        elif key in ("cpu implementer", "cpu part") and key not in part:
+            part[key] = value.strip()
+    if not flag_sets:
+        raise UserError(f"{where}: no 'flags' or 'Features' line (is this /proc/cpuinfo?)")
+    if model is None and part:
+        model = f"implementer {part.get('cpu implementer', '?')} part {part.get('cpu part', '?')}"
+    return model, frozenset(set.intersection(*flag_sets))
+
+
+def nix_system(machine: str) -> str:
+    arch = machine.strip().lower()
+    return f"{MACHINE_ALIASES.get(arch, arch)}-linux"
+
+
+def probe_cpu(cpuinfo: Path | None, machine: str | None) -> Cpu:
+    path = cpuinfo or Path("/proc/cpuinfo")
+    try:
+        text = path.read_text(encoding="utf-8", errors="replace")
+    except OSError as err:
+        raise UserError(f"{path}: cannot read: {err.strerror} (give --cpuinfo FILE)") from None
+    model, flags = parse_cpuinfo(text, str(path))
+    arch = machine or platform.machine()
+    if not arch:
+        raise UserError("cannot tell this machine's architecture (give --machine ARCH)")
+    arch = MACHINE_ALIASES.get(arch.lower(), arch.lower())
+    return Cpu(arch, nix_system(arch), model, flags, str(path))
+
+
+# ------------------------------------------------------------------------------------------------ rules
+
+
+def _version(text: str) -> Version:
+    try:
+        return Version(text)
+    except InvalidVersion:
+        return Version("0")
+
+
+def _line_key(name: str) -> Version:
+    return _version(name)
+
+
+def _variant_reasons(spec: Spec, v: Variant, gpu: GpuProbe, flags: frozenset[str]) -> list[str]:
+    reasons = []
+    lacking = [f for f in spec.isas[v.isa].cpu_features if f not in flags]
+    if lacking:
+        reasons.append(f"CPU lacks {', '.join(lacking)}")
+    if gpu.gpus:
+        missing = sorted({g.capability for g in gpu.gpus} - set(v.capabilities), key=_version)
+        if missing:
+            noun = "capability" if len(missing) == 1 else "capabilities"
+            verb = "is not a target" if len(missing) == 1 else "are not targets"
+            reasons.append(f"GPU {noun} {', '.join(missing)} {verb} ({', '.join(v.capabilities)})")
+        if gpu.driver_cuda and _version(gpu.driver_cuda) < _version(v.cuda):
+            reasons.append(f"needs driver CUDA >= {v.cuda}, driver supports {gpu.driver_cuda}")
+    elif len(v.capabilities) < 2:
+        reasons.append("no GPU detected to match a single-capability target")
+    return reasons
+
+
+def decide(spec: Spec, gpu: GpuProbe, cpu: Cpu) -> Outcome:
+    variants = resolve_variants(spec)
+    outcome = Outcome(gpu=gpu, cpu=cpu, choice=None)
+    isas_here = [name for name, isa in spec.isas.items() if cpu.system in isa.systems]
+    outcome.relevant_features = tuple(
+        dict.fromkeys(f for name in isas_here for f in spec.isas[name].cpu_features)
+    )
+    outcome.fitting_isas = tuple(
+        name for name in isas_here if all(f in cpu.flags for f in spec.isas[name].cpu_features)
+    )
+    here = [v for v in variants if v.system == cpu.system]
+    if not isas_here:
+        outcome.reasons.append(f"no ISA for {cpu.system} in the spec")
+        return outcome
+    if not here:
+        outcome.reasons.append(f"no release line builds {cpu.system} (ISAs for it: {', '.join(isas_here)})")
+        return outcome
+
+    def key(v: Variant) -> tuple[Any, ...]:
+        features = len(spec.isas[v.isa].cpu_features)
+        size = len(v.capabilities) if gpu.gpus else -len(v.capabilities)
+        return (size, -features, [-p for p in _line_key(v.line).release], v.name)
+
+    checked = sorted(((v, _variant_reasons(spec, v, gpu, cpu.flags)) for v in here), key=lambda p: key(p[0]))
+    fitting = [v for v, reasons in checked if not reasons]
+    outcome.choice = fitting[0] if fitting else None
+    caps = {g.capability for g in gpu.gpus}
+
+    def near(v: Variant) -> bool:
+        if gpu.gpus:
+            return bool(caps & set(v.capabilities))
+        return len(v.capabilities) > 1
+
+    for v, reasons in checked:
+        if not reasons or not near(v):
+            continue
+        if outcome.choice is not None and key(v) >= key(outcome.choice):
+            continue
+        outcome.rejected.append((v, reasons))
+
+    if not gpu.gpus:
+        outcome.notes.append(
+            f"no NVIDIA GPU detected ({gpu.problem or 'none listed'}): chose by CPU only; "
+            "the driver's CUDA version was not checked"
+        )
+        if outcome.choice is None and not any(len(v.capabilities) > 1 for v in here):
+            targets = dict.fromkeys(f"{v.target} ({', '.join(v.capabilities)})" for v in here)
+            outcome.reasons.append(
+                "no GPU detected and no target covers several capabilities; targets: " + ", ".join(targets)
+            )
+    else:
+        covered = {c for v in here for c in v.capabilities}
+        for cap in sorted(caps - covered, key=_version):
+            outcome.reasons.append(f"GPU capability {cap} is in no target for {cpu.system}")
+        oldest = min((v.cuda for v in here), key=_version)
+        if gpu.driver_cuda and _version(gpu.driver_cuda) < _version(oldest):
+            outcome.reasons.append(
+                f"the driver supports CUDA {gpu.driver_cuda}; every variant for {cpu.system} needs "
+                f">= {oldest} (update the NVIDIA driver)"
+            )
+        if len(caps) > 1 and not any(caps <= set(v.capabilities) for v in here):
+            outcome.reasons.append(
+                f"no target covers every GPU of this mixed host ({', '.join(sorted(caps, key=_version))})"
+            )
+    if not outcome.fitting_isas:
+        outcome.reasons.append(f"the CPU has no ISA of the spec for {cpu.system} ({', '.join(isas_here)})")
+    if outcome.choice is None and not outcome.reasons:
+        outcome.reasons.append("every near variant was rejected (see the reasons below)")
+    return outcome
+
+
+# ------------------------------------------------------------------------------------------------ output
+
+
+def render_human(outcome: Outcome, console: Console) -> None:
+    def say(text: str, style: str | None = None) -> None:
+        console.print(text, style=style, markup=False, highlight=False, soft_wrap=True)
+
+    gpu, cpu = outcome.gpu, outcome.cpu
+    if gpu.gpus:
+        for g in gpu.gpus:
+            say(f"GPU {g.index}: {g.name}, capability {g.capability}, driver {g.driver}")
+        say(f"driver CUDA: {gpu.driver_cuda} ({gpu.source})")
+    else:
+        say(f"GPU: none detected ({gpu.problem or 'none listed'})", "yellow")
+    say(f"CPU: {cpu.model or 'unknown model'} ({cpu.machine}, Nix system {cpu.system})")
+    have = [f for f in outcome.relevant_features if f in cpu.flags]
+    lack = [f for f in outcome.relevant_features if f not in cpu.flags]
+    features = f"CPU features: {' '.join(have) or '(none the spec asks for)'}"
+    if lack:
+        features += f"; lacks {' '.join(lack)}"
+    say(features)
+    say(f"ISAs that fit: {', '.join(outcome.fitting_isas) or 'none'}")
+    for note in outcome.notes:
+        say(f"note: {note}", "yellow")
+    if outcome.choice is not None:
+        v = outcome.choice
+        say(
+            f"choice: {v.name} (line {v.line}, {v.target}: {', '.join(v.capabilities)}, {v.isa}, "
+            f"CUDA {v.cuda})",
+            "bold green",
+        )
+        say(f"  {outcome.command}", "bold")
+    else:
+        for reason in outcome.reasons:
+            say(f"no variant fits: {reason}", "bold red")
+    if outcome.rejected:
+        say("nearer variants that do not fit:" if outcome.choice else "rejected:")
+        for v, reasons in outcome.rejected:
+            say(f"  {v.name}: {'; '.join(reasons)}")
+
+
+def run_which(
+    spec: Spec,
+    as_json: bool,
+    nvidia_smi_output: Path | None,
+    cpuinfo: Path | None,
+    machine: str | None,
+) -> int:
+    gpu = read_recorded(nvidia_smi_output) if nvidia_smi_output else probe_gpus()
+    cpu = probe_cpu(cpuinfo, machine)
+    outcome = decide(spec, gpu, cpu)
+    if as_json:
+        click.echo(json.dumps(outcome.to_json(), indent=2))
+    else:
+        render_human(outcome, Console())
+    return 0 if outcome.choice is not None else 1
+
+
+@click.command()
+@click.option("--json", "as_json", is_flag=True, help="Print the detection and the decision as JSON.")
+@click.option(
+    "--nvidia-smi-output",
+    type=click.Path(dir_okay=False, path_type=Path),
+    metavar="FILE",
+    help="Recorded nvidia-smi output ('### query' and '### nvidia-smi' sections) instead of the driver.",
+)
+@click.option(
+    "--cpuinfo",
+    type=click.Path(dir_okay=False, path_type=Path),
+    metavar="FILE",
+    help="A recorded /proc/cpuinfo (or lscpu output) instead of this host's.",
+)
+@click.option(
+    "--machine", metavar="ARCH", help="Machine architecture (x86_64, aarch64) instead of this host's."
+)
+@click.pass_obj
+def which(
+    obj: Any, as_json: bool, nvidia_smi_output: Path | None, cpuinfo: Path | None, machine: str | None
+) -> None:
+    """Detect this host's GPUs and CPU and print the variant to build, with `nix build .#NAME`.
+
+    Exit 0 when a variant fits, 1 when none does (with the reasons), 2 on bad input.
+    """
+    try:
+        code = run_which(obj.spec, as_json, nvidia_smi_output, cpuinfo, machine)
+    except UserError as err:
+        click.echo(f"sglang-matrix: {err}", err=True)
+        sys.exit(err.exit_code)
+    sys.exit(code)
