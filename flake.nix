@@ -41,10 +41,94 @@
           );
           default = sglangLib.variant sglangLib.defaultVariant;
         in
-        named // lib.optionalAttrs (default.system == system) { default = named.${default.name}; };
+        named
+        // lib.optionalAttrs (default.system == system) { default = named.${default.name}; }
+        // {
+          sglang-matrix = toolFor system;
+        };
+
+      # A plain nixpkgs (no CUDA settings) for the tooling, the checks and the dev shell.
+      plainPkgs = system: import nixpkgs { inherit system; };
+      toolFor = system: (plainPkgs system).callPackage ./pkgs/sglang-matrix-tool.nix { };
+
+      # Checks `nix flake check` runs without building torch: the nixpkgs-free layer against the files
+      # the generator wrote, the lock against the spec, and `sglang-matrix render --check`.
+      checksFor =
+        system:
+        let
+          pkgs = plainPkgs system;
+          tool = toolFor system;
+          flakeLock = builtins.fromJSON (builtins.readFile ./flake.lock);
+          problems =
+            lib.optional (flakeLock.nodes.nixpkgs.locked.rev != sglangLib.matrix.nixpkgs.rev)
+              "flake.lock pins nixpkgs ${flakeLock.nodes.nixpkgs.locked.rev}, matrix.toml says ${sglangLib.matrix.nixpkgs.rev}"
+            ++ map (v: "pkgs/variants/${v.longName}.nix is missing: run `sglang-matrix render`") (
+              builtins.filter (v: !(builtins.pathExists (./pkgs/variants + "/${v.longName}.nix"))) variants
+            );
+        in
+        {
+          matrix =
+            if problems == [ ] then
+              pkgs.runCommand "sglang-matrix-consistency" { } "touch $out"
+            else
+              throw "sglang-matrix: ${lib.concatStringsSep "; " problems}";
+          render = pkgs.runCommand "sglang-matrix-render-check" { nativeBuildInputs = [ tool ]; } ''
+            cp -r ${self} src && chmod -R u+w src && cd src
+            sglang-matrix render --check
+            sglang-matrix lock --check
+            touch $out
+          '';
+        };
     in
     {
       packages = lib.genAttrs systems packagesFor;
+
+      # Hydra: one job per variant (short names), e.g. hydraJobs.sglang-sm90-avx512.x86_64-linux.
+      hydraJobs = lib.listToAttrs (
+        map (v: lib.nameValuePair v.name { ${v.system} = built.${v.longName}; }) variants
+      );
+
+      checks = lib.genAttrs systems checksFor;
+
+      apps = lib.genAttrs systems (
+        system:
+        let
+          packages = packagesFor system;
+        in
+        {
+          # `nix run .#render` (from the repository root), `nix run .#render -- --check`.
+          render = {
+            type = "app";
+            program = "${(plainPkgs system).writeShellScript "sglang-matrix-render" ''
+              exec ${toolFor system}/bin/sglang-matrix render "$@"
+            ''}";
+            meta.description = "Regenerate the variant files, README table and CI workflow from matrix.toml";
+          };
+        }
+        // lib.optionalAttrs (packages ? default) {
+          # `nix run .#serve`: the default variant's server, configured by SGLANG_* variables.
+          serve = {
+            type = "app";
+            program = "${packages.default}/bin/sglang-serve";
+            meta.description = "sglang-serve of the default variant (${sglangLib.defaultVariant})";
+          };
+        }
+      );
+
+      devShells = lib.genAttrs systems (system: {
+        default = (plainPkgs system).mkShell {
+          packages = [
+            (toolFor system)
+            (plainPkgs system).nix
+          ];
+        };
+      });
+
+      # The variants for use from another flake's nixpkgs: pkgs.sglangVariants.sglang-sm90-avx512. They
+      # keep their own nixpkgs instances (per-variant CUDA settings); the overlay only exposes them.
+      overlays.default = final: prev: {
+        sglangVariants = self.packages.${prev.stdenv.hostPlatform.system} or { };
+      };
 
       # The matrix as data: `nix eval .#lib.variants --json`, `nix eval .#matrix --json`.
       lib = {

@@ -1,4 +1,5 @@
-# One variant: nixpkgs' Python with the variant's package set, and SGLang from it.
+# One variant: nixpkgs' Python with the variant's package set, SGLang from it, and the environment
+# users run (pkgs/sglang-env.nix; the bare package is its passthru.sglang).
 {
   lib,
   pkgs,
@@ -23,11 +24,9 @@ let
         ;
     };
   };
-  sglang = python.pkgs.sglang;
+  runtime = python.pkgs.callPackage ./runtime-scripts.nix { };
 in
-# The variant's Python, its spec and its torch ride along, for composing and for tests.
-sglang
-// {
-  inherit python variant;
-  inherit (python.pkgs) torch;
+pkgs.callPackage ./sglang-env.nix {
+  inherit python variant runtime;
+  inherit (python.pkgs) sglang;
 }

@@ -50,4 +50,6 @@ let
     x;
   applyOverlays = final: builtins.foldl' (prev: overlay: prev // overlay final prev) (base final) overlays;
 in
-fix applyOverlays
+# Checked before anything is looked up. (nixpkgs' own config handling is more permissive; the double is
+# strict so that a misspelt option cannot go unnoticed.)
+builtins.seq checkedConfig (fix applyOverlays)

@@ -18,6 +18,7 @@ let
     concatMapStringsSep = sep: f: list: concatStringsSep sep (map f list);
     unique = builtins.foldl' (acc: x: if elem x acc then acc else acc ++ [ x ]) [ ];
     nameValuePair = name: value: { inherit name value; };
+    mapAttrsToList = f: set: map (n: f n set.${n}) (attrNames set);
     genAttrs = names: f: listToAttrs (map (n: nameValuePair n (f n)) names);
     optional = cond: x: if cond then [ x ] else [ ];
     optionals = cond: xs: if cond then xs else [ ];
@@ -62,6 +63,20 @@ let
           parts = builtins.splitVersion v;
         in
         "${builtins.elemAt parts 0}.${builtins.elemAt parts 1}";
+    };
+    # lib.fileset, reduced to what sglang-matrix uses: a union of files copied as one source tree.
+    fileset = {
+      unions = paths: paths;
+      toSource =
+        { root, fileset }:
+        let
+          wanted = map toString fileset;
+        in
+        builtins.path {
+          path = root;
+          name = "source";
+          filter = path: _type: elem path wanted;
+        };
     };
     fakeHash = "sha256-AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=";
     licenses = {

@@ -91,6 +91,9 @@ let
         "preFixup"
         "postFixup"
         "postInstall"
+        "installPhase"
+        "buildPhase"
+        "dontUnpack"
         "postPatch"
         "dontStrip"
         "dontUseNinjaBuild"
@@ -158,6 +161,7 @@ let
         lib.genAttrs names simple
         // {
           inherit buildPythonPackage;
+          buildPythonApplication = buildPythonPackage;
           inherit (final) fetchPypi;
           python = interp;
           callPackage =

@@ -230,6 +230,19 @@ in
         ;
     };
 
+  # nixpkgs: trivial-builders (writeText name text; writeShellScript name text).
+  writeText =
+    name: text:
+    mkDerivation {
+      inherit name text;
+    };
+  writeShellScript =
+    name: text:
+    mkDerivation {
+      inherit name text;
+      executable = true;
+    };
+
   runCommand =
     name: env: buildCommand:
     mkDerivation (env // { inherit name buildCommand; });
@@ -249,4 +262,23 @@ in
     pythonVersion = "3.13";
   };
   python3 = final.python313;
+  python3Packages = final.python3.pkgs;
+
+  # nixpkgs: pkgs/build-support/mkshell (the names sglang-matrix uses; nixpkgs passes the rest through).
+  mkShell =
+    {
+      name ? "nix-shell",
+      packages ? [ ],
+      inputsFrom ? [ ],
+      buildInputs ? [ ],
+      nativeBuildInputs ? [ ],
+      shellHook ? "",
+    }:
+    mkDerivation {
+      inherit name packages shellHook;
+    };
+  nix = mkDerivation {
+    pname = "nix";
+    version = "2.31.2";
+  };
 }

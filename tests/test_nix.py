@@ -1,0 +1,355 @@
+"""Nix in three honest layers: (1) every .nix file parses; (2) the nixpkgs-free layer, evaluated by real
+Nix 2.26, agrees with `sglang-matrix show --json`; (3) the flake evaluates against the nixpkgs test double
+(tests/nixpkgs-double, NOT nixpkgs: its functions take only the argument names nixpkgs takes at the pin).
+A last test evaluates against the real pinned nixpkgs where GitHub is reachable, and skips elsewhere."""
+
+from __future__ import annotations
+
+import json
+import re
+import socket
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from sglang_matrix.lockfile import read_lock
+from sglang_matrix.spec import load_spec
+from sglang_matrix.variants import resolve_variants
+
+from conftest import ROOT, nix_env
+
+DOUBLE = ROOT / "tests" / "nixpkgs-double"
+SYSTEM = "x86_64-linux"
+FAKE_HASH = "sha256-AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA="
+
+
+def nix(nix_bin: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    proc = subprocess.run(
+        ["nix", *args], cwd=ROOT, env=nix_env(nix_bin), capture_output=True, text=True, check=False
+    )
+    if check and proc.returncode != 0:
+        pytest.fail(f"nix {' '.join(args)} failed:\n{proc.stderr[-3000:]}")
+    return proc
+
+
+def eval_flake(nix_bin: Path, attr: str, apply: str) -> Any:
+    proc = nix(
+        nix_bin,
+        "eval",
+        "--json",
+        "--override-input",
+        "nixpkgs",
+        f"path:{DOUBLE}",
+        f".#{attr}",
+        "--apply",
+        apply,
+    )
+    return json.loads(proc.stdout)
+
+
+def tracked_nix_files() -> list[Path]:
+    out = subprocess.run(["git", "ls-files", "*.nix"], cwd=ROOT, capture_output=True, text=True, check=True)
+    files = [ROOT / line for line in out.stdout.split()]
+    # Files not committed yet count too (a new file must parse before it lands).
+    untracked = subprocess.run(
+        ["git", "ls-files", "--others", "--exclude-standard", "*.nix"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+    )
+    return sorted(set(files) | {ROOT / line for line in untracked.stdout.split()})
+
+
+# ---- layer 1 ------------------------------------------------------------------------------------------
+
+
+def test_nix_is_2_18_or_newer(nix_bin: Path) -> None:
+    version = nix(nix_bin, "--version").stdout.split()[-1]
+    assert tuple(int(p) for p in version.split(".")[:2]) >= (2, 18), version
+
+
+def test_every_nix_file_parses(nix_bin: Path) -> None:
+    files = tracked_nix_files()
+    assert len(files) > 30
+    for path in files:
+        proc = subprocess.run(
+            ["nix-instantiate", "--parse", str(path)], env=nix_env(nix_bin), capture_output=True, text=True
+        )
+        assert proc.returncode == 0, f"{path.relative_to(ROOT)}: {proc.stderr}"
+
+
+def test_no_fetchers_or_search_path_at_evaluation_time() -> None:
+    for path in tracked_nix_files():
+        text = path.read_text()
+        code = "\n".join(line.split("#", 1)[0] for line in text.splitlines())
+        assert not re.search(r"builtins\.fetch\w+|\bfetchTarball\b|<nixpkgs>", code), path
+
+
+# ---- layer 2 ------------------------------------------------------------------------------------------
+
+
+def test_nixpkgs_free_layer_agrees_with_python(nix_bin: Path, cli) -> None:
+    proc = nix(nix_bin, "eval", "--json", "--file", str(ROOT / "lib" / "default.nix"), "variants")
+    from_nix = {v["name"]: v for v in json.loads(proc.stdout)}
+    listed = json.loads(cli("list", "--json").stdout)
+    assert sorted(from_nix) == sorted(v["name"] for v in listed)
+    for variant in listed:
+        shown = json.loads(cli("show", variant["name"], "--json").stdout)
+        assert from_nix[variant["name"]] == shown, variant["name"]
+
+
+def test_flake_exposes_the_matrix_as_data(nix_bin: Path) -> None:
+    data = eval_flake(nix_bin, "lib", "l: { n = builtins.length l.variants; rev = l.matrix.nixpkgs.rev; }")
+    spec = load_spec(ROOT / "matrix.toml")
+    assert data == {"n": len(resolve_variants(spec)), "rev": spec.nixpkgs_rev}
+
+
+def test_flake_lock_pins_the_spec_revision() -> None:
+    lock = json.loads((ROOT / "flake.lock").read_text())
+    locked = lock["nodes"]["nixpkgs"]["locked"]
+    assert locked["rev"] == load_spec(ROOT / "matrix.toml").nixpkgs_rev
+    assert locked["narHash"] == "sha256-0NBlEBKkN3lufyvFegY4TYv5mCNHbi5OmBDrzihbBMQ="
+    assert locked["lastModified"] == 1771369470
+    assert f"github:NixOS/nixpkgs/{locked['rev']}" in (ROOT / "flake.nix").read_text()
+
+
+# ---- layer 3: the flake against the test double ----------------------------------------------------------
+
+FACTS = """
+p: builtins.mapAttrs (name: env:
+  let
+    py = env.python.pkgs;
+    t = env.torch;
+    wheel = w: { src = w.src.outputHash; url = w.src.url; drv = w.drvPath;
+                 inputs = map (x: x.name) (w.buildInputs or [ ]);
+                 ignore = w.autoPatchelfIgnoreMissingDeps or [ ]; strip = w.dontStrip or false;
+                 ninja = w.dontUseNinjaBuild or false; cmake = w.dontUseCmakeConfigure or false;
+                 remove = w.pythonRemoveDeps or false; imports = w.pythonImportsCheck or [ ];
+                 preFixup = w.preFixup or ""; license = w.meta.license.shortName or null;
+                 propagated = map (x: x.name) (w.propagatedBuildInputs or [ ]); };
+  in {
+    drv = env.drvPath;
+    name = env.name;
+    mainProgram = env.meta.mainProgram;
+    postBuild = env.postBuild;
+    envLibs = map (x: x.name) env.pythonEnv.extraLibs;
+    torch = { pname = t.pname; pre = t.preConfigure; build = t.preBuild; cudnn = t.USE_CUDNN or null;
+              features = t.requiredSystemFeatures; caps = t.cudaCapabilities; tag = t.sglangMatrix;
+              drv = t.drvPath; cuda = t.cudaPackages.cudaMajorMinorVersion; };
+    wheels = builtins.mapAttrs (_: wheel) {
+      inherit (py) sglang sgl-kernel flashinfer-python flashinfer-cubin flashinfer-jit-cache xgrammar apache-tvm-ffi;
+    };
+    runtime = (builtins.elemAt env.pythonEnv.extraLibs 1).drvPath;
+  }) (removeAttrs p [ "sglang-matrix" ])
+"""
+
+
+@pytest.fixture(scope="module")
+def facts(nix_bin: Path) -> dict[str, Any]:
+    return eval_flake(nix_bin, f"packages.{SYSTEM}", FACTS)
+
+
+@pytest.fixture(scope="module")
+def variants() -> dict[str, Any]:
+    return {v.name: v for v in resolve_variants(load_spec(ROOT / "matrix.toml"))}
+
+
+def test_packages_list_every_variant_under_both_names(
+    facts: dict[str, Any], variants: dict[str, Any]
+) -> None:
+    expected = {v.name for v in variants.values()} | {v.long_name for v in variants.values()} | {"default"}
+    assert len(expected) == 37
+    assert set(facts) == expected
+    assert facts["default"]["drv"] == facts["sglang-sm90-avx512"]["drv"]
+    for v in variants.values():
+        assert facts[v.name]["drv"] == facts[v.long_name]["drv"]
+        assert facts[v.name]["name"] == v.long_name
+    assert len({facts[v.name]["drv"] for v in variants.values()}) == 18
+
+
+def test_sm90_avx512(facts: dict[str, Any]) -> None:
+    torch = facts["sglang-sm90-avx512"]["torch"]
+    assert 'export TORCH_CUDA_ARCH_LIST="9.0"' in torch["pre"]  # gpuTargets = [ "9.0" ]
+    assert torch["caps"] == ["9.0"]  # config.cudaCapabilities of its nixpkgs instance
+    assert torch["cuda"] == "12.8"
+    assert re.search(r'export CFLAGS=".*-mavx512f', torch["pre"])
+    assert re.search(r'export CXXFLAGS=".*-mavx512f', torch["pre"])
+    assert torch["pname"] == "torch-sm90-avx512"
+    assert torch["tag"] == {
+        "target": "sm90",
+        "isa": "avx512",
+        "capabilities": ["9.0"],
+        "cflags": ["-mavx512f", "-mavx512dq", "-mavx512vl", "-mavx512bw", "-mfma"],
+    }
+    assert torch["features"] == ["big-parallel"]
+    assert torch["cudnn"] is None
+
+
+def test_max_jobs_cap_comes_after_torchs_own_line(facts: dict[str, Any]) -> None:
+    build = facts["sglang-sm90-avx2"]["torch"]["build"]
+    assert build.index("export MAX_JOBS=$NIX_BUILD_CORES") < build.index("cores < 16 ? cores : 16")
+
+
+def test_sm61_has_no_cudnn_and_avx2_no_avx512(facts: dict[str, Any]) -> None:
+    torch = facts["sglang-sm61-avx2"]["torch"]
+    assert torch["cudnn"] == "0"
+    assert "-mavx2" in torch["pre"] and "-mavx512f" not in torch["pre"]
+    assert facts["sglang-sm75-avx2"]["torch"]["cudnn"] is None
+
+
+def test_all_target_has_seven_capabilities(facts: dict[str, Any]) -> None:
+    caps = ["7.5", "8.0", "8.6", "8.9", "9.0", "10.0", "12.0"]
+    torch = facts["sglang-all-avx2"]["torch"]
+    assert torch["caps"] == caps
+    assert f'TORCH_CUDA_ARCH_LIST="{";".join(caps)}"' in torch["pre"]
+
+
+def test_wheels(facts: dict[str, Any], root: Path) -> None:
+    wheels = facts["sglang-sm90-avx512"]["wheels"]
+    lock = read_lock(root)["wheels"]
+    locked_hashes = {entry["hash"] for entry in lock.values()}
+    for name, wheel in wheels.items():
+        assert wheel["src"] != FAKE_HASH and wheel["src"] in locked_hashes, name
+        assert wheel["strip"] is True and wheel["ninja"] is True and wheel["cmake"] is True, name
+        assert wheel["license"] == "asl20"
+    kernel = wheels["sgl-kernel"]
+    assert any("cuda_nvrtc" in i for i in kernel["inputs"]) and any("numactl" in i for i in kernel["inputs"])
+    assert any("cuda_cudart" in i for i in kernel["inputs"]) and any(
+        "libcublas" in i for i in kernel["inputs"]
+    )
+    assert kernel["ignore"] == ["libcuda.so.1"]
+    assert "site-packages/torch/lib" in kernel["preFixup"]
+    assert kernel["imports"] == []
+    assert wheels["sglang"]["remove"] is True and wheels["sglang"]["imports"] == ["sglang"]
+    assert len(wheels["sglang"]["propagated"]) == len(
+        set(load_spec(root / "matrix.toml").lines["0.5.9"].wheels["sglang"].requires.values())
+    )
+    assert wheels["flashinfer-jit-cache"]["url"].startswith("https://github.com/flashinfer-ai/flashinfer/")
+    assert wheels["xgrammar"]["inputs"] == ["gcc-14.3.0"]
+
+
+def test_variant_environment(facts: dict[str, Any]) -> None:
+    env = facts["sglang-sm90-avx512"]
+    assert env["mainProgram"] == "sglang-serve"
+    for entry in ("python3", "sglang-serve", "sglang-resolve-model"):
+        assert f"$out/bin/{entry}" in env["postBuild"]
+    assert "nix-support/sglang-matrix-variant.json" in env["postBuild"]
+    assert env["envLibs"] == ["python3.12-sglang-0.5.9", "python3.12-sglang-matrix-runtime-0.1.0"]
+
+
+def test_shared_derivations_are_shared(facts: dict[str, Any], variants: dict[str, Any]) -> None:
+    """What depends on neither torch nor the SM evaluates to one derivation for every variant."""
+    names = [v.name for v in variants.values()]
+    for wheel in ("flashinfer-cubin", "apache-tvm-ffi"):
+        assert len({facts[n]["wheels"][wheel]["drv"] for n in names}) == 1, wheel
+    assert len({facts[n]["runtime"] for n in names}) == 1
+    # torch is per variant; the ISA is the only difference between these two.
+    assert facts["sglang-sm90-avx2"]["torch"]["drv"] != facts["sglang-sm90-avx512"]["torch"]["drv"]
+    assert len({facts[n]["wheels"]["sgl-kernel"]["drv"] for n in names}) == 18
+
+
+def test_variant_file_works_on_its_own(nix_bin: Path, facts: dict[str, Any]) -> None:
+    path = ROOT / "pkgs" / "variants" / "sglang-python312-cuda12_8-sm61-avx2.nix"
+    proc = subprocess.run(
+        ["nix-instantiate", str(path), "--arg", "nixpkgs", str(DOUBLE)],
+        env=nix_env(nix_bin),
+        capture_output=True,
+        text=True,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip().endswith("-sglang-python312-cuda12_8-sm61-avx2.drv")
+
+
+def test_flake_check_evaluates_every_output(nix_bin: Path) -> None:
+    proc = nix(nix_bin, "flake", "check", "--no-build", "--override-input", "nixpkgs", f"path:{DOUBLE}")
+    for output in ("hydraJobs", "checks", "apps", "devShells", "overlays"):
+        assert f"checking flake output '{output}'" in proc.stderr, output
+    assert "error" not in proc.stderr.lower()
+    jobs = eval_flake(nix_bin, "hydraJobs", "j: builtins.mapAttrs (_: s: builtins.attrNames s) j")
+    assert len(jobs) == 18 and all(systems == [SYSTEM] for systems in jobs.values())
+
+
+# ---- the double is strict where nixpkgs is strict, and stricter where nixpkgs is lax ----------------------
+
+STRICT = [
+    pytest.param(
+        '(pkgs.python312.pkgs.torch.override { cudaSupport = true; gpuTarget = [ "9.0" ]; }).drvPath',
+        "unexpected argument 'gpuTarget'",
+        id="torch-override-typo",
+    ),
+    pytest.param(
+        '(pkgs.fetchPypi { pname = "x"; version = "1"; format = "wheel"; platfrom = "any"; }).drvPath',
+        "unexpected argument 'platfrom'",
+        id="fetchPypi-typo",
+    ),
+    pytest.param(
+        '(pkgs.python312.pkgs.buildPythonPackage { pname = "x"; version = "1"; pythonRemoveDep = true; }).drvPath',
+        "unknown attribute(s) pythonRemoveDep",
+        id="buildPythonPackage-typo",
+    ),
+    pytest.param(
+        '(pkgs.writeShellApplication { name = "x"; text = ""; runtimeInput = [ ]; }).drvPath',
+        "unexpected argument 'runtimeInput'",
+        id="writeShellApplication-typo",
+    ),
+    pytest.param(
+        '(import ./. { system = "x86_64-linux"; config.cudaCapabilites = [ ]; }).cudaPackages',
+        "unknown config option(s) cudaCapabilites",
+        id="config-typo",
+    ),
+]
+
+
+@pytest.mark.parametrize(("expr", "error"), STRICT)
+def test_the_double_rejects_misspelt_names(nix_bin: Path, expr: str, error: str) -> None:
+    full = f'let pkgs = import ./. {{ system = "x86_64-linux"; }}; in {expr}'
+    proc = subprocess.run(
+        ["nix-instantiate", "--eval", "--expr", full],
+        cwd=DOUBLE,
+        env=nix_env(nix_bin),
+        capture_output=True,
+        text=True,
+    )
+    assert proc.returncode != 0
+    assert error in proc.stderr, proc.stderr[-2000:]
+
+
+def test_a_missing_hash_becomes_fake_hash_as_in_nixpkgs(nix_bin: Path) -> None:
+    expr = (
+        '(import ./. { system = "x86_64-linux"; }).fetchPypi '
+        '{ pname = "x"; version = "1"; format = "wheel"; }'
+    )
+    proc = subprocess.run(
+        ["nix-instantiate", "--eval", "--strict", "--expr", f"({expr}).outputHash"],
+        cwd=DOUBLE,
+        env=nix_env(nix_bin),
+        capture_output=True,
+        text=True,
+    )
+    assert proc.stdout.strip() == f'"{FAKE_HASH}"'
+
+
+# ---- the real nixpkgs ------------------------------------------------------------------------------------
+
+
+def github_reachable() -> bool:
+    try:
+        with socket.create_connection(("github.com", 443), timeout=5):
+            return True
+    except OSError:
+        return False
+
+
+def test_against_the_real_pinned_nixpkgs(nix_bin: Path) -> None:
+    version = nix(nix_bin, "--version").stdout.split()[-1]
+    missing = []
+    if tuple(int(p) for p in version.split(".")[:2]) < (2, 18):
+        missing.append(f"Nix {version} is older than 2.18, the pin's minimum")
+    if not github_reachable():
+        missing.append("GitHub is not reachable, so the pinned nixpkgs cannot be fetched")
+    if missing:
+        pytest.skip("; ".join(missing))
+    proc = nix(nix_bin, "eval", "--raw", f".#packages.{SYSTEM}.sglang-sm90-avx512.drvPath")
+    assert proc.stdout.endswith("-sglang-python312-cuda12_8-sm90-avx512.drv")
