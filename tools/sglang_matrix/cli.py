@@ -13,8 +13,10 @@ import click
 from rich.console import Console
 from rich.table import Table
 
+from . import workflow  # noqa: F401  (registers the CI workflow renderer)
 from .errors import UserError
 from .fsutil import SPEC_NAME, cache_dir, find_root
+from .plan import plan
 from .spec import Spec, load_spec
 from .variants import find_variant, resolve_variants
 
@@ -226,3 +228,16 @@ def lock_cmd(
     for note in notes:
         click.echo(f"note: {note}", err=True)
     click.echo(f"lock: {lockfile.LOCK_PATH} {'updated' if changed else 'unchanged'}")
+
+
+from .which import which  # noqa: E402
+
+main.add_command(which)
+
+
+main.add_command(plan)
+
+
+from .audit_cli import audit  # noqa: E402
+
+main.add_command(audit)

