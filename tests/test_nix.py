@@ -13,12 +13,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
+from conftest import ROOT, nix_env
 from sglang_matrix.lockfile import read_lock
 from sglang_matrix.spec import load_spec
 from sglang_matrix.variants import resolve_variants
-
-from conftest import ROOT, nix_env
 
 DOUBLE = ROOT / "tests" / "nixpkgs-double"
 SYSTEM = "x86_64-linux"
@@ -139,7 +137,8 @@ p: builtins.mapAttrs (name: env:
               features = t.requiredSystemFeatures; caps = t.cudaCapabilities; tag = t.sglangMatrix;
               drv = t.drvPath; cuda = t.cudaPackages.cudaMajorMinorVersion; };
     wheels = builtins.mapAttrs (_: wheel) {
-      inherit (py) sglang sgl-kernel flashinfer-python flashinfer-cubin flashinfer-jit-cache xgrammar apache-tvm-ffi;
+      inherit (py) sglang sgl-kernel xgrammar apache-tvm-ffi;
+      inherit (py) flashinfer-python flashinfer-cubin flashinfer-jit-cache;
     };
     runtime = (builtins.elemAt env.pythonEnv.extraLibs 1).drvPath;
   }) (removeAttrs p [ "sglang-matrix" ])
@@ -285,7 +284,8 @@ STRICT = [
         id="fetchPypi-typo",
     ),
     pytest.param(
-        '(pkgs.python312.pkgs.buildPythonPackage { pname = "x"; version = "1"; pythonRemoveDep = true; }).drvPath',
+        "(pkgs.python312.pkgs.buildPythonPackage "
+        '{ pname = "x"; version = "1"; pythonRemoveDep = true; }).drvPath',
         "unknown attribute(s) pythonRemoveDep",
         id="buildPythonPackage-typo",
     ),
