@@ -1,0 +1,197 @@
+"""pkgs/sources.json: locked through pip, checked offline, never half-written."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+from sglang_matrix.lockfile import LOCK_PATH, pip_download_args, read_lock, sri_sha256, wanted_wheels
+from sglang_matrix.spec import load_spec
+
+SMALL = ("sglang", "xgrammar", "apache-tvm-ffi")
+
+
+def test_committed_lock_is_complete_and_well_formed(cli, root: Path) -> None:
+    proc = cli("--root", str(root), "lock", "--check")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "7 wheels locked" in proc.stdout
+    lock = read_lock(root)["wheels"]
+    assert set(lock) == set(wanted_wheels(load_spec(root / "matrix.toml")))
+    sglang = lock["sglang-0.5.9-py3-none-any.whl"]
+    # FACTS.md: 5,201,033 bytes, sha256 8a936c4d...64d1 (hex) = this SRI.
+    assert sglang["size"] == 5_201_033
+    assert sglang["hash"] == "sha256-ipNsTSX+pgX0QlTlM8/yFExzzv+8H4c4q6OTRhu7ZNE="
+    assert sglang | {"hash": "", "size": 0} == {
+        "pname": "sglang", "version": "0.5.9", "dist": "py3", "python": "py3", "abi": "none",
+        "platform": "any", "hash": "", "size": 0,
+    }  # fmt: skip
+    jit = lock["flashinfer_jit_cache-0.6.5+cu128-cp39-abi3-manylinux_2_28_x86_64.whl"]
+    assert jit["url"].startswith("https://github.com/flashinfer-ai/flashinfer/releases/download/v0.6.5/")
+    # FACTS.md's nix32 175xcc...gf5n, in SRI form.
+    assert jit["hash"] == "sha256-tri3vab/cFsm15yfewHDiMb4u1p7VMCF7Z7EGydjvZw="
+
+
+def rewrite_lock(project: Path, change) -> None:
+    path = project / LOCK_PATH
+    data = json.loads(path.read_text())
+    change(data["wheels"])
+    path.write_text(json.dumps(data, indent=2))
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (lambda w: w.pop("sglang-0.5.9-py3-none-any.whl"), "sglang-0.5.9-py3-none-any.whl: missing"),
+        (lambda w: w.__setitem__("old-1.0-py3-none-any.whl", {}), "old-1.0-py3-none-any.whl: stale"),
+        (
+            lambda w: w["sglang-0.5.9-py3-none-any.whl"].__setitem__("hash", "sha256-oops"),
+            "sglang-0.5.9-py3-none-any.whl: hash = 'sha256-oops': not an SRI sha256 hash",
+        ),
+        (
+            lambda w: w["sglang-0.5.9-py3-none-any.whl"].__setitem__("platform", "linux"),
+            "sglang-0.5.9-py3-none-any.whl: platform = 'linux', spec says 'any'",
+        ),
+    ],
+    ids=["missing", "stale", "bad-hash", "wrong-field"],
+)
+def test_check_finds_each_problem(project: Path, cli, change, message: str) -> None:
+    rewrite_lock(project, change)
+    proc = cli("--root", str(project), "lock", "--check")
+    assert proc.returncode == 1
+    assert message in proc.stdout
+    as_json = json.loads(cli("--root", str(project), "lock", "--check", "--json").stdout)
+    assert as_json["ok"] is False and any(message in p for p in as_json["problems"])
+
+
+def test_check_sees_a_spec_change(project: Path, cli) -> None:
+    spec = project / "matrix.toml"
+    spec.write_text(spec.read_text().replace('version = "0.1.27"', 'version = "0.1.28"'))
+    proc = cli("--root", str(project), "lock", "--check")
+    assert proc.returncode == 1
+    assert (
+        "xgrammar-0.1.28-cp312-cp312-manylinux_2_17_x86_64.manylinux2014_x86_64.whl: missing" in proc.stdout
+    )
+
+
+def test_pip_is_asked_for_exactly_the_locked_file(root: Path) -> None:
+    wanted = wanted_wheels(load_spec(root / "matrix.toml"))
+    args = pip_download_args(
+        wanted["xgrammar-0.1.27-cp312-cp312-manylinux_2_17_x86_64.manylinux2014_x86_64.whl"], Path("/d")
+    )
+    assert args[1:4] == ["-m", "pip", "download"]
+    assert "--no-deps" in args and "--only-binary=:all:" in args
+    assert args[-1] == "xgrammar==0.1.27"
+    joined = " ".join(args)
+    for part in (
+        "--platform manylinux_2_17_x86_64",
+        "--platform manylinux2014_x86_64",
+        "--python-version 3.12",
+        "--implementation cp",
+        "--abi cp312",
+    ):
+        assert part in joined
+    sglang = pip_download_args(wanted["sglang-0.5.9-py3-none-any.whl"], Path("/d"))
+    assert "--platform" not in sglang
+
+
+@pytest.fixture(scope="module")
+def small_wheel_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    shared = os.environ.get("SGLANG_MATRIX_WHEEL_CACHE")
+    return Path(shared) if shared else tmp_path_factory.mktemp("wheels")
+
+
+@pytest.mark.network
+def test_lock_through_pip_reproduces_the_committed_hashes(
+    project: Path, cli, small_wheel_cache: Path
+) -> None:
+    """Download the small wheels through pip (the user's pip configuration applies) and lock only them."""
+    lock_before = (project / LOCK_PATH).read_text()
+    proc = cli(
+        "--root", str(project), "lock", "--upgrade", "sglang==0.5.9", "--cache", str(small_wheel_cache)
+    )
+    if proc.returncode == 2 and "pip download" in proc.stderr:
+        pytest.skip(f"the package index is not reachable through pip: {proc.stderr.strip()}")
+    assert proc.returncode == 0, proc.stderr
+    assert (project / LOCK_PATH).read_text() == lock_before  # same version, same hash: unchanged
+    for name in SMALL:
+        proc = cli(
+            "--root",
+            str(project),
+            "lock",
+            "--upgrade",
+            f"{name}=={version(project, name)}",
+            "--cache",
+            str(small_wheel_cache),
+        )
+        assert proc.returncode == 0, proc.stderr
+    assert (project / LOCK_PATH).read_text() == lock_before
+    lock = read_lock(project)["wheels"]
+    for path in small_wheel_cache.glob("*.whl"):
+        if path.name in lock:
+            assert sri_sha256(path) == lock[path.name]["hash"], path.name
+            assert path.stat().st_size == lock[path.name]["size"]
+
+
+def version(project: Path, name: str) -> str:
+    return load_spec(project / "matrix.toml").lines["0.5.9"].wheels[name].version
+
+
+@pytest.mark.network
+def test_upgrade_edits_the_spec_and_relocks_one_package(project: Path, cli, small_wheel_cache: Path) -> None:
+    before = (project / "matrix.toml").read_text()
+    proc = cli(
+        "--root",
+        str(project),
+        "lock",
+        "--upgrade",
+        "apache-tvm-ffi==0.1.8",
+        "--cache",
+        str(small_wheel_cache),
+    )
+    if proc.returncode == 2 and "pip download" in proc.stderr and "0.1.8" not in proc.stderr:
+        pytest.skip(f"the package index is not reachable through pip: {proc.stderr.strip()}")
+    assert proc.returncode == 0, proc.stderr
+    after = (project / "matrix.toml").read_text()
+    assert after.replace('version = "0.1.8"', 'version = "0.1.9"', 1) == before  # one line changed
+    lock = read_lock(project)["wheels"]
+    assert "apache_tvm_ffi-0.1.8-cp312-abi3-manylinux2014_x86_64.manylinux_2_17_x86_64.whl" in lock
+    assert not any(name.startswith("apache_tvm_ffi-0.1.9") for name in lock)
+    assert cli("--root", str(project), "lock", "--check").returncode == 0
+    assert cli("--root", str(project), "render", "--check").returncode == 0
+
+
+def test_failures_leave_the_lock_untouched(project: Path, cli, tmp_path: Path) -> None:
+    before = (project / LOCK_PATH).read_bytes()
+    # No index reachable (as when the network is down): pip fails, the lock stays as it was.
+    empty_cache = tmp_path / "cache"
+    proc = cli(
+        "--root",
+        str(project),
+        "lock",
+        "--cache",
+        str(empty_cache),
+        env={"PIP_NO_INDEX": "1", "PIP_FIND_LINKS": str(tmp_path)},
+    )
+    assert proc.returncode == 2
+    (line,) = proc.stderr.strip().splitlines()
+    assert line.startswith("sglang-matrix: pip download ") and "No matching distribution" in line
+    assert (project / LOCK_PATH).read_bytes() == before
+    assert not list((project / "pkgs").glob(".sources.json.*"))  # no temp file left behind
+
+
+def test_hash_mismatch_of_a_url_wheel_is_an_error(project: Path, cli, tmp_path: Path) -> None:
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    # A cached file under the jit-cache wheel's name whose bytes do not match the spec's hash.
+    (cache / "flashinfer_jit_cache-0.6.5+cu128-cp39-abi3-manylinux_2_28_x86_64.whl").write_bytes(b"not it")
+    for name in wanted_wheels(load_spec(project / "matrix.toml")):
+        if not (cache / name).exists():
+            shutil.copy(__file__, cache / name)  # stand-ins for the index wheels (the check stops first)
+    before = (project / LOCK_PATH).read_bytes()
+    proc = cli("--root", str(project), "lock", "--cache", str(cache))
+    assert proc.returncode == 2
+    assert "hash mismatch" in proc.stderr and "flashinfer_jit_cache" in proc.stderr
+    assert (project / LOCK_PATH).read_bytes() == before
