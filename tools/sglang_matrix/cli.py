@@ -241,3 +241,7 @@ main.add_command(plan)
 from .audit_cli import audit  # noqa: E402
 
 main.add_command(audit)
+
+from .smoke import smoke  # noqa: E402
+
+main.add_command(smoke)
