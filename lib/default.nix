@@ -7,64 +7,68 @@ let
   util = import ./util.nix;
   names = import ./names.nix;
   isaLib = import ./isa.nix { inherit matrix; };
-
+  rules = import ./rules.nix { inherit matrix; };
   wheelFile = import ./wheel-file.nix;
 
   variantsOfLine =
     lineName:
     let
       line = matrix.lines.${lineName};
+      pythons = util.toList line.python;
+      cudas = util.toList line.cuda;
+      # The first Python and CUDA are the line's defaults: only their variants get the short name.
+      isDefault = c: c.python == builtins.head pythons && c.cuda == builtins.head cudas;
       target =
         name: matrix.targets.${name} or (throw "matrix.toml: lines.\"${lineName}\" names unknown target ${name}");
     in
-    util.concatMap (
-      system:
-      util.concatMap (
-        targetName:
-        map
-          (
-            isaName:
-            let
-              t = target targetName;
-              capabilities = t.capabilities;
-              # Wheel file names for this system (a wheel with no build here is left out).
-              wheels = builtins.listToAttrs (
-                util.concatMap (
-                  attr:
-                  let
-                    file = wheelFile {
-                      wheel = line.wheels.${attr};
-                      inherit system;
-                      python = line.python;
-                    };
-                  in
-                  if file == null then [ ] else [ { name = attr; value = file; } ]
-                ) (builtins.attrNames line.wheels)
-              );
-            in
-            {
-              name = names.expand line.short-name { inherit line lineName targetName isaName; };
-              longName = names.expand line.long-name { inherit line lineName targetName isaName; };
-              line = lineName;
-              inherit system capabilities wheels;
-              target = targetName;
-              isa = isaName;
-              architecture = t.architecture;
-              gpus = t.gpus;
-              cflags = isaLib.flags isaName;
-              python = line.python;
-              cuda = line.cuda;
-              cudnn = t.cudnn or true;
-              maxJobsCap = matrix.build.max-jobs-cap;
-              versions = builtins.mapAttrs (_: w: w.version) line.wheels // {
-                torch = line.torch.version;
-              };
-              nixpkgsKey = "${system}-cuda${line.cuda}-${util.concatStringsSep "+" capabilities}";
-            }
-          )
-          (builtins.filter (isaName: isaLib.fits isaName system) line.isas)
-      ) line.targets
-    ) line.systems;
+    map (
+      c:
+      let
+        t = target c.target;
+        placeholders = c // {
+          inherit lineName;
+        };
+        longName = names.expand line.long-name placeholders;
+        available = builtins.filter (attr: rules.wheelAvailable line.wheels.${attr} c) (
+          builtins.attrNames line.wheels
+        );
+      in
+      {
+        name = if isDefault c then names.expand line.short-name placeholders else longName;
+        inherit longName;
+        line = lineName;
+        inherit (c)
+          system
+          target
+          isa
+          python
+          cuda
+          ;
+        inherit (t) capabilities architecture gpus;
+        cflags = isaLib.flags c.isa;
+        cudnn = t.cudnn or true;
+        maxJobsCap = matrix.build.max-jobs-cap;
+        versions = builtins.listToAttrs (
+          map (attr: {
+            name = attr;
+            value = line.wheels.${attr}.version;
+          }) available
+        ) // {
+          torch = line.torch.version;
+        };
+        # Wheel file names for this variant (wheels with no build for it are left out).
+        wheels = builtins.listToAttrs (
+          map (attr: {
+            name = attr;
+            value = wheelFile {
+              wheel = line.wheels.${attr};
+              inherit (c) system python;
+            };
+          }) available
+        );
+        nixpkgsKey = "${c.system}-cuda${c.cuda}-${util.concatStringsSep "+" t.capabilities}";
+      }
+    ) (rules.combinations line);
 
   variants = util.concatMap variantsOfLine (builtins.attrNames matrix.lines);
 
@@ -89,7 +93,7 @@ in
   variant =
     name:
     byName.${name}
-      or (throw "sglang-matrix: no variant named ${name}; known: ${util.concatStringsSep " " (map (v: v.name) variants)}");
+      or (throw "sglang-matrix: no variant named ${name}; see `sglang-matrix list` for the known ones");
 
   # The release line's data for a variant (wheels, requires, torch pin).
   lineOf = v: matrix.lines.${v.line};

@@ -4,21 +4,15 @@ let
 in
 {
   expand =
-    template:
-    {
-      line,
-      lineName,
-      targetName,
-      isaName,
-    }:
+    template: c:
     builtins.replaceStrings
       [ "{target}" "{isa}" "{python}" "{cuda}" "{line}" ]
       [
-        targetName
-        isaName
-        (util.dotsTo "" line.python)
-        (util.dotsTo "_" line.cuda)
-        (util.dotsTo "_" lineName)
+        c.target
+        c.isa
+        (util.dotsTo "" c.python)
+        (util.dotsTo "_" c.cuda)
+        (util.dotsTo "_" c.lineName)
       ]
       template;
 }

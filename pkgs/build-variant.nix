@@ -5,6 +5,8 @@
   # A nixpkgs source tree: a path, or a flake input.
   nixpkgs,
   line,
+  python,
+  cuda,
   system,
   target,
   isa,
@@ -14,11 +16,17 @@
 let
   sglangLib = import ../lib { };
   matches = builtins.filter (
-    v: v.line == line && v.system == system && v.target == target && v.isa == isa
+    v:
+    v.line == line
+    && v.python == python
+    && v.cuda == cuda
+    && v.system == system
+    && v.target == target
+    && v.isa == isa
   ) sglangLib.variants;
   variant =
     if matches == [ ] then
-      throw "sglang-matrix: matrix.toml has no variant for line ${line}, ${system}, ${target}, ${isa}; run `sglang-matrix render`"
+      throw "sglang-matrix: matrix.toml has no variant for line ${line}, Python ${python}, CUDA ${cuda}, ${system}, ${target}, ${isa}; run `sglang-matrix render`"
     else
       builtins.head matches;
   pkgs = if pkgsFor != null then pkgsFor variant else import ./nixpkgs.nix { inherit nixpkgs variant; };

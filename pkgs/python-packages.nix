@@ -44,7 +44,13 @@ let
       filename = variant.wheels.${attr};
       source = sourceOf attr;
       libraries = map resolve libraries;
-      dependencies = map (name: final.${name}) (lib.unique (builtins.attrValues (wheel.requires or { })));
+      # A requirement provided by one of the line's wheels that this variant goes without (an optional
+      # wheel with no build for its system or CUDA) is left out.
+      dependencies = map (name: final.${name}) (
+        builtins.filter (name: !(line.wheels ? ${name}) || variant.wheels ? ${name}) (
+          lib.unique (builtins.attrValues (wheel.requires or { }))
+        )
+      );
       torch = if builtins.elem "python.pkgs.torch" libraries then final.torch else null;
     };
 

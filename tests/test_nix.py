@@ -76,6 +76,7 @@ def test_every_nix_file_parses(nix_bin: Path) -> None:
             ["nix-instantiate", "--parse", str(path)], env=nix_env(nix_bin), capture_output=True, text=True
         )
         assert proc.returncode == 0, f"{path.relative_to(ROOT)}: {proc.stderr}"
+        assert proc.stdout.strip(), path
 
 
 def test_no_fetchers_or_search_path_at_evaluation_time() -> None:
@@ -90,12 +91,22 @@ def test_no_fetchers_or_search_path_at_evaluation_time() -> None:
 
 def test_nixpkgs_free_layer_agrees_with_python(nix_bin: Path, cli) -> None:
     proc = nix(nix_bin, "eval", "--json", "--file", str(ROOT / "lib" / "default.nix"), "variants")
-    from_nix = {v["name"]: v for v in json.loads(proc.stdout)}
+    from_nix = json.loads(proc.stdout)
     listed = json.loads(cli("list", "--json").stdout)
-    assert sorted(from_nix) == sorted(v["name"] for v in listed)
-    for variant in listed:
-        shown = json.loads(cli("show", variant["name"], "--json").stdout)
-        assert from_nix[variant["name"]] == shown, variant["name"]
+    # The same variants, in the same order, field by field.
+    assert [v["longName"] for v in from_nix] == [v["longName"] for v in listed]
+    assert from_nix == listed
+    # `show --json` is the same record as `list --json`'s (checked on a spread of variants).
+    by_name = {v["name"]: v for v in from_nix}
+    for name in (
+        "sglang-sm90-avx512",
+        "sglang-sm61-avx2",
+        "sglang-all-avx512bf16",
+        "sglang-sm100-armv9",
+        "sglang-python313-cuda12_9-sm103-avx2",
+        "sglang-python312-cuda12_9-sm103-armv9",
+    ):
+        assert json.loads(cli("show", name, "--json").stdout) == by_name[name], name
 
 
 def test_flake_exposes_the_matrix_as_data(nix_bin: Path) -> None:
@@ -136,36 +147,52 @@ p: builtins.mapAttrs (name: env:
     torch = { pname = t.pname; pre = t.preConfigure; build = t.preBuild; cudnn = t.USE_CUDNN or null;
               features = t.requiredSystemFeatures; caps = t.cudaCapabilities; tag = t.sglangMatrix;
               drv = t.drvPath; cuda = t.cudaPackages.cudaMajorMinorVersion; };
-    wheels = builtins.mapAttrs (_: wheel) {
-      inherit (py) sglang sgl-kernel xgrammar apache-tvm-ffi;
-      inherit (py) flashinfer-python flashinfer-cubin flashinfer-jit-cache;
-    };
+    wheels = builtins.mapAttrs (_: wheel) (builtins.intersectAttrs env.variant.wheels py);
     runtime = (builtins.elemAt env.pythonEnv.extraLibs 1).drvPath;
   }) (removeAttrs p [ "sglang-matrix" ])
 """
+# Every system's packages at once: { system = { name = facts; }; }.
+ALL_FACTS = f"ps: builtins.mapAttrs (_: {FACTS.strip()}) ps"
 
 
 @pytest.fixture(scope="module")
-def facts(nix_bin: Path) -> dict[str, Any]:
-    return eval_flake(nix_bin, f"packages.{SYSTEM}", FACTS)
+def by_system(nix_bin: Path) -> dict[str, dict[str, Any]]:
+    return eval_flake(nix_bin, "packages", ALL_FACTS)
+
+
+@pytest.fixture(scope="module")
+def facts(by_system: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """Every variant's facts by short and long name (and `default`), whichever system it is for."""
+    merged: dict[str, Any] = {}
+    for packages in by_system.values():
+        merged.update(packages)
+    return merged
 
 
 @pytest.fixture(scope="module")
 def variants() -> dict[str, Any]:
-    return {v.name: v for v in resolve_variants(load_spec(ROOT / "matrix.toml"))}
+    return {v.long_name: v for v in resolve_variants(load_spec(ROOT / "matrix.toml"))}
 
 
 def test_packages_list_every_variant_under_both_names(
-    facts: dict[str, Any], variants: dict[str, Any]
+    by_system: dict[str, dict[str, Any]], variants: dict[str, Any]
 ) -> None:
-    expected = {v.name for v in variants.values()} | {v.long_name for v in variants.values()} | {"default"}
-    assert len(expected) == 37
-    assert set(facts) == expected
-    assert facts["default"]["drv"] == facts["sglang-sm90-avx512"]["drv"]
-    for v in variants.values():
-        assert facts[v.name]["drv"] == facts[v.long_name]["drv"]
-        assert facts[v.name]["name"] == v.long_name
-    assert len({facts[v.name]["drv"] for v in variants.values()}) == 18
+    for system, packages in by_system.items():
+        mine = [v for v in variants.values() if v.system == system]
+        expected = {v.name for v in mine} | {v.long_name for v in mine}
+        if system == SYSTEM:
+            expected.add("default")
+            assert packages["default"]["drv"] == packages["sglang-sm90-avx512"]["drv"]
+        assert set(packages) == expected, system
+        for v in mine:
+            assert packages[v.name]["drv"] == packages[v.long_name]["drv"]
+            assert packages[v.name]["name"] == v.long_name
+        assert len({packages[v.name]["drv"] for v in mine}) == len(mine)
+    # The seed's 18 names are all there, unchanged.
+    seed_targets = ("sm61", "sm75", "sm80", "sm86", "sm89", "sm90", "sm100", "sm120", "all")
+    assert {f"sglang-{t}-{i}" for t in seed_targets for i in ("avx2", "avx512")} <= set(by_system[SYSTEM])
+    # 139 long names, 47 short names (default Python and CUDA) and `default`.
+    assert sum(len(packages) for packages in by_system.values()) == 139 + 47 + 1
 
 
 def test_sm90_avx512(facts: dict[str, Any]) -> None:
@@ -229,6 +256,28 @@ def test_wheels(facts: dict[str, Any], root: Path) -> None:
     assert wheels["xgrammar"]["inputs"] == ["gcc-14.3.0"]
 
 
+def test_the_full_matrix_evaluates_with_its_rules(facts: dict[str, Any], root: Path) -> None:
+    lock = read_lock(root)["wheels"]
+    gb300 = facts["sglang-python312-cuda12_9-sm103-armv9"]
+    assert gb300["torch"]["cuda"] == "12.9" and gb300["torch"]["caps"] == ["10.3"]
+    assert "-march=armv9-a+sve2+bf16+i8mm" in gb300["torch"]["pre"]
+    kernel = lock["sgl_kernel-0.3.21-cp310-abi3-manylinux2014_aarch64.whl"]
+    assert gb300["wheels"]["sgl-kernel"]["src"] == kernel["hash"]
+    # No jit-cache wheel for CUDA 12.9 or aarch64: flashinfer-python goes without it (runtime JIT).
+    for name in ("sglang-python312-cuda12_9-sm103-armv9", "sglang-python312-cuda12_9-sm90-avx512"):
+        assert "flashinfer-jit-cache" not in facts[name]["wheels"]
+        assert not any("jit-cache" in p for p in facts[name]["wheels"]["flashinfer-python"]["propagated"])
+    assert any(
+        "jit-cache" in p for p in facts["sglang-sm90-avx512"]["wheels"]["flashinfer-python"]["propagated"]
+    )
+    py313 = facts["sglang-python313-cuda12_8-sm90-avx2"]
+    assert py313["envLibs"][0].startswith("python3.13-sglang-")
+    assert (
+        py313["wheels"]["xgrammar"]["src"]
+        == (lock["xgrammar-0.1.27-cp313-cp313-manylinux_2_17_x86_64.manylinux2014_x86_64.whl"]["hash"])
+    )
+
+
 def test_variant_environment(facts: dict[str, Any]) -> None:
     env = facts["sglang-sm90-avx512"]
     assert env["mainProgram"] == "sglang-serve"
@@ -239,14 +288,18 @@ def test_variant_environment(facts: dict[str, Any]) -> None:
 
 
 def test_shared_derivations_are_shared(facts: dict[str, Any], variants: dict[str, Any]) -> None:
-    """What depends on neither torch nor the SM evaluates to one derivation for every variant."""
-    names = [v.name for v in variants.values()]
-    for wheel in ("flashinfer-cubin", "apache-tvm-ffi"):
-        assert len({facts[n]["wheels"][wheel]["drv"] for n in names}) == 1, wheel
-    assert len({facts[n]["runtime"] for n in names}) == 1
+    """What depends on neither torch nor the SM evaluates to one derivation for every variant of the same
+    Python and system, whatever its GPU targets, ISA or CUDA."""
+    groups: dict[tuple[str, str], list[str]] = {}
+    for v in variants.values():
+        groups.setdefault((v.python, v.system), []).append(v.long_name)
+    for (python, system), names in groups.items():
+        for wheel in ("flashinfer-cubin", "apache-tvm-ffi"):
+            assert len({facts[n]["wheels"][wheel]["drv"] for n in names}) == 1, (python, system, wheel)
+        assert len({facts[n]["runtime"] for n in names}) == 1, (python, system)
     # torch is per variant; the ISA is the only difference between these two.
     assert facts["sglang-sm90-avx2"]["torch"]["drv"] != facts["sglang-sm90-avx512"]["torch"]["drv"]
-    assert len({facts[n]["wheels"]["sgl-kernel"]["drv"] for n in names}) == 18
+    assert len({facts[n]["wheels"]["sgl-kernel"]["drv"] for n in variants}) == len(variants)
 
 
 def test_variant_file_works_on_its_own(nix_bin: Path, facts: dict[str, Any]) -> None:
@@ -267,7 +320,8 @@ def test_flake_check_evaluates_every_output(nix_bin: Path) -> None:
         assert f"checking flake output '{output}'" in proc.stderr, output
     assert "error" not in proc.stderr.lower()
     jobs = eval_flake(nix_bin, "hydraJobs", "j: builtins.mapAttrs (_: s: builtins.attrNames s) j")
-    assert len(jobs) == 18 and all(systems == [SYSTEM] for systems in jobs.values())
+    assert len(jobs) == 139
+    assert jobs["sglang-sm90-avx512"] == [SYSTEM] and jobs["sglang-sm90-armv9"] == ["aarch64-linux"]
 
 
 # ---- the double is strict where nixpkgs is strict, and stricter where nixpkgs is lax ----------------------

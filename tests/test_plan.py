@@ -12,6 +12,7 @@ from sglang_matrix.cli import main
 from sglang_matrix.errors import SpecError, UserError
 from sglang_matrix.plan import (
     BIG_PARALLEL,
+    MAX_TIMEOUT_MINUTES,
     assign,
     ci_timeout_minutes,
     load_weights,
@@ -21,6 +22,7 @@ from sglang_matrix.plan import (
     torch_key,
 )
 from sglang_matrix.spec import load_spec
+from sglang_matrix.variants import resolve_variants
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -40,13 +42,34 @@ ci-timeout-factor = 2
 """
 
 
+def set_line_fields(text: str, **fields: object) -> str:
+    """matrix.toml's text with fields of the release line's own table ([lines."0.5.9"]) set to JSON values."""
+    start = text.index('[lines."0.5.9"]\n')
+    end = text.index("\n[", start + 1)
+    table = text[start:end]
+    for name, value in fields.items():
+        table, n = re.subn(rf"(?m)^{name} = .*$", f"{name} = {json.dumps(value)}", table)
+        assert n == 1, f'matrix.toml: no {name} in [lines."0.5.9"]'
+    return text[:start] + table + text[end:]
+
+
 def cut_spec(
     tmp_path: Path, targets: list[str], plan: str | None = WEIGHTS, extra_line: bool = False
 ) -> Path:
-    """A copy of matrix.toml with fewer targets and the given [plan] table (None: no table)."""
+    """A small copy of matrix.toml, independent of the real matrix's size: one Python (3.12), one CUDA
+    (12.8), x86_64-linux with avx2 and avx512, the given targets, no exclude rules, and the given [plan]
+    table (None: no table)."""
     text = (ROOT / "matrix.toml").read_text(encoding="utf-8")
-    text, n = re.subn(r"(?m)^targets = \[.*\]$", f"targets = {json.dumps(targets)}", text)
-    assert n >= 1
+    text = set_line_fields(
+        text,
+        python=["3.12"],
+        cuda=["12.8"],
+        systems=["x86_64-linux"],
+        targets=targets,
+        isas=["avx2", "avx512"],
+    )
+    text = re.sub(r'(?ms)^\[\[lines\."0\.5\.9"\.exclude\]\]\n.*?\n(?=\[|#)', "", text)
+    assert ".exclude]]" not in text
     text = re.split(r"(?m)^# -+\n# Build-cost weights", text)[0]
     text = re.split(r"(?m)^\[plan\]", text)[0]
     if extra_line:
@@ -158,7 +181,44 @@ def test_real_spec_weights_and_fat_builds() -> None:
     fat = plan.item("torch", torch_key(next(v for v in plan.variants if v.target == "all")))
     thin = plan.item("torch", torch_key(next(v for v in plan.variants if v.target == "sm90")))
     assert fat.hours == pytest.approx(7 * thin.hours)  # the seed: "all" is about 7x one SM
-    assert len([it for it in plan.items if it.kind == "torch"]) == len(plan.variants) == 18
+
+
+def test_real_spec_counts_agree_with_the_variants() -> None:
+    """The real matrix, whatever its size: the items and totals agree with its variants and weights."""
+    spec = load_spec(ROOT / "matrix.toml")
+    weights = load_weights(spec)
+    plan = make_plan(spec)
+    variants = resolve_variants(spec)
+    assert [v.name for v in plan.variants] == [v.name for v in variants]
+    # One torch build per system, capability set, ISA, CUDA, Python and torch version; one set of CUDA
+    # libraries per system, CUDA and capability set (ISA and Python do not change them).
+    torch_builds = {
+        (v.system, v.capabilities, v.isa, v.cuda, v.python, v.versions["torch"]) for v in variants
+    }
+    cuda_libs = {(v.system, v.cuda, v.capabilities) for v in variants}
+    kinds = [it.kind for it in plan.items]
+    assert kinds.count("torch") == len(torch_builds)
+    assert kinds.count("cuda-libs") == len(cuda_libs)
+    assert kinds.count("variant") == len(variants)
+    assert kinds.count("pure-wheels") == len({(v.system, v.line) for v in variants})
+    # each variant is in exactly one item of each kind
+    for kind in ("cuda-libs", "torch", "variant", "pure-wheels"):
+        names = [name for it in plan.items if it.kind == kind for name in it.variants]
+        assert sorted(names) == sorted(v.name for v in variants), kind
+    # the totals are the weights times those counts
+    torch_hours = sum(len(caps) * weights.torch_hours_per_capability for _, caps, *_ in torch_builds)
+    assert sum(it.hours for it in plan.items if it.kind == "torch") == pytest.approx(torch_hours)
+    assert plan.total_disk_gb == pytest.approx(
+        len(cuda_libs) * weights.cuda_libs_disk_gb
+        + len(torch_builds) * weights.torch_disk_gb
+        + len(variants) * weights.variant_disk_gb
+        + kinds.count("pure-wheels") * weights.pure_wheels_disk_gb
+    )
+    # every variant's CI timeout covers its own chain from an empty cache, in whole hours
+    for v in variants:
+        timeout = ci_timeout_minutes(plan, v)
+        assert timeout % 60 == 0
+        assert timeout >= min(plan.variant_hours(v) * weights.ci_timeout_factor * 60, MAX_TIMEOUT_MINUTES)
 
 
 def test_json_output(tmp_path: Path) -> None:

@@ -26,8 +26,8 @@ def edit(path: Path, old: str, new: str, count: int = 1) -> None:
 
 BAD_SPECS = [
     pytest.param(
-        'isas = ["avx2", "avx512"]',
-        'isas = ["avx2", "avx3"]',
+        'isas = ["avx", "avx2", "avx512",',
+        'isas = ["avx", "avx3", "avx512",',
         r'matrix\.toml: lines\."0\.5\.9"\.isas\[1\] = \'avx3\': unknown ISA',
         id="unknown-isa",
     ),
@@ -50,9 +50,9 @@ BAD_SPECS = [
         id="missing-version",
     ),
     pytest.param(
-        'systems = ["x86_64-linux"]\ntargets =',
+        'systems = ["x86_64-linux", "aarch64-linux"]\ntargets =',
         'systems = ["aarch64-linux"]\ntargets =',
-        r"matrix\.toml: lines\.\"0\.5\.9\"\.isas\[0\] = 'avx2': fits x86_64-linux, "
+        r"matrix\.toml: lines\.\"0\.5\.9\"\.isas\[0\] = 'avx': fits x86_64-linux, "
         r"not this line's systems \(aarch64-linux\)",
         id="isa-platform",
     ),
@@ -63,7 +63,7 @@ BAD_SPECS = [
         id="toml-syntax",
     ),
     pytest.param(
-        '\ncuda = "12.8"',
+        '\ncuda = ["12.8", "12.9"]',
         '\ncuda = "12.6"',
         r"matrix\.toml: lines\.\"0\.5\.9\"\.targets\[6\] = 'sm100': capability 10\.0 needs CUDA >= 12\.7",
         id="capability-needs-newer-cuda",
@@ -73,6 +73,18 @@ BAD_SPECS = [
         'default-variant = "sglang-sm91-avx512"',
         r"matrix\.toml: build\.default-variant = 'sglang-sm91-avx512': names no variant",
         id="default-variant",
+    ),
+    pytest.param(
+        'reason = "xgrammar 0.1.27 has no cp313 aarch64 wheel (sdist only)"',
+        'reason = "xgrammar 0.1.27 has no cp313 aarch64 wheel (sdist only)"\nplatform = "x"',
+        r"matrix\.toml: lines\.\"0\.5\.9\"\.exclude\[2\]\.platform = 'x': unknown field",
+        id="exclude-unknown-field",
+    ),
+    pytest.param(
+        'optional = "FlashInfer JIT-compiles',
+        'not-optional = "FlashInfer JIT-compiles',
+        r"flashinfer-jit-cache\.tags = \['x86_64-linux'\]: has no wheel for the line's system aarch64-linux",
+        id="missing-wheel-not-optional",
     ),
 ]
 
@@ -95,18 +107,39 @@ def test_bad_spec_is_one_line_exit_2_and_writes_nothing(
         assert snapshot(project) == before
 
 
-def test_the_spec_yields_the_seed_matrix(root: Path) -> None:
+def test_the_spec_yields_the_seed_matrix_and_the_full_one(root: Path) -> None:
     variants = resolve_variants(load_spec(root / "matrix.toml"))
-    names = {v.name for v in variants}
-    seed_targets = ["sm61", "sm75", "sm80", "sm86", "sm89", "sm90", "sm100", "sm120", "all"]
-    assert names == {f"sglang-{t}-{i}" for t in seed_targets for i in ("avx2", "avx512")}
-    assert len({v.long_name for v in variants}) == 18
     by_name = {v.name: v for v in variants}
-    assert by_name["sglang-sm90-avx512"].long_name == "sglang-python312-cuda12_8-sm90-avx512"
+    seed_targets = ["sm61", "sm75", "sm80", "sm86", "sm89", "sm90", "sm100", "sm120", "all"]
+    seed = {f"sglang-{t}-{i}" for t in seed_targets for i in ("avx2", "avx512")}
+    assert seed <= set(by_name)  # the seed's 18, names unchanged
+    for name in seed:
+        v = by_name[name]
+        assert (v.python, v.cuda, v.system) == ("3.12", "12.8", "x86_64-linux")
+        assert v.long_name == name.replace("sglang-", "sglang-python312-cuda12_8-")
+    assert len(variants) == 139 >= 88  # at least the peer vLLM matrix
+    assert len({v.long_name for v in variants}) == 139
+    # Short names only for the default Python and CUDA; the rest go by their long name.
+    assert sum(v.name != v.long_name for v in variants) == 47
+    # Rules as data: SM103 only with CUDA 12.9; Grace hosts; no cp313 xgrammar on aarch64.
+    assert {v.cuda for v in variants if v.target == "sm103"} == {"12.9"}
+    assert {v.target for v in variants if v.system == "aarch64-linux"} == {"sm90", "sm100", "sm103"}
+    assert {v.isa for v in variants if v.system == "aarch64-linux"} == {"armv8_2", "armv9"}
+    assert not [v for v in variants if v.system == "aarch64-linux" and v.python == "3.13"]
+    assert {v.isa for v in variants if v.target == "sm61"} == {"avx", "avx2", "avx512"}
+    assert by_name["sglang-sm90-armv9"].cflags == ("-march=armv9-a+sve2+bf16+i8mm",)
     assert by_name["sglang-all-avx2"].capabilities == ("7.5", "8.0", "8.6", "8.9", "9.0", "10.0", "12.0")
     assert not by_name["sglang-sm61-avx2"].cudnn and by_name["sglang-sm75-avx2"].cudnn
     assert "-mavx512f" in by_name["sglang-sm90-avx512"].cflags
     assert "-mavx512f" not in by_name["sglang-sm90-avx2"].cflags
+    # The jit-cache wheel is built for CUDA 12.8 on x86_64 only: other variants go without it.
+    assert "flashinfer-jit-cache" in by_name["sglang-sm90-avx512"].wheels
+    assert "flashinfer-jit-cache" not in by_name["sglang-python312-cuda12_9-sm90-avx512"].wheels
+    assert "flashinfer-jit-cache" not in by_name["sglang-sm90-armv9"].wheels
+    assert by_name["sglang-sm90-armv9"].wheels["sgl-kernel"].endswith("manylinux2014_aarch64.whl")
+    assert (
+        by_name["sglang-python313-cuda12_8-sm90-avx2"].wheels["xgrammar"].startswith("xgrammar-0.1.27-cp313")
+    )
 
 
 def test_show_json_resolves_everything(cli) -> None:

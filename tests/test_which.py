@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import re
@@ -13,6 +14,7 @@ from click.testing import CliRunner, Result
 from sglang_matrix import which as which_mod
 from sglang_matrix.cli import main
 from sglang_matrix.errors import UserError
+from sglang_matrix.spec import load_spec
 
 ROOT = Path(__file__).resolve().parent.parent
 SPEC = ROOT / "matrix.toml"
@@ -51,10 +53,13 @@ def rejected(data: dict[str, Any]) -> dict[str, list[str]]:
 @pytest.mark.parametrize(
     ("machine", "choice"),
     [
-        ("t4", "sglang-sm75-avx512"),  # Cascade Lake has avx512
-        ("a100", "sglang-sm80-avx2"),  # EPYC 7B12 (Rome) has none
-        ("h100", "sglang-sm90-avx512"),  # Sapphire Rapids
-        ("rtx4090", "sglang-sm89-avx512"),  # Zen 4 has avx512f/dq/vl/bw
+        ("t4", "sglang-sm75-avx512vnni"),  # Cascade Lake has avx512 and avx512_vnni, no avx512_bf16
+        ("a100", "sglang-sm80-avx2"),  # EPYC 7B12 (Rome) has no avx512
+        # Sapphire Rapids and Zen 4 have both avx512_bf16 and avx512_vnni: a tie in cpu-features, which goes
+        # to the ISA the line lists later. Their drivers support CUDA 12.9 and 13.0, but the default CUDA
+        # (12.8, the short names) comes first.
+        ("h100", "sglang-sm90-avx512vnni"),
+        ("rtx4090", "sglang-sm89-avx512vnni"),
     ],
 )
 def test_fixture_machines_choose(machine: str, choice: str) -> None:
@@ -72,9 +77,22 @@ def test_fixture_machines_choose(machine: str, choice: str) -> None:
 
 def test_a100_on_rome_says_why_not_avx512() -> None:
     _, data = host_json("a100", "a100")
-    assert rejected(data) == {"sglang-sm80-avx512": ["CPU lacks avx512f, avx512dq, avx512vl, avx512bw"]}
-    assert data["cpu"]["isas"] == ["avx2"]
-    assert data["cpu"]["missing"] == ["avx512f", "avx512dq", "avx512vl", "avx512bw"]
+    avx512 = "CPU lacks avx512f, avx512dq, avx512vl, avx512bw"
+    # Only the default Python and CUDA's variants: the others would repeat the same reasons.
+    assert rejected(data) == {
+        "sglang-sm80-avx512vnni": [f"{avx512}, avx512_vnni"],
+        "sglang-sm80-avx512bf16": [f"{avx512}, avx512_bf16"],
+        "sglang-sm80-avx512": [avx512],
+    }
+    assert data["cpu"]["isas"] == ["avx2", "avx"]
+    assert data["cpu"]["missing"] == [
+        "avx512f",
+        "avx512dq",
+        "avx512vl",
+        "avx512bw",
+        "avx512_bf16",
+        "avx512_vnni",
+    ]
     assert data["gpus"][0] == {
         "index": 0,
         "name": "NVIDIA A100-SXM4-80GB",
@@ -89,13 +107,15 @@ def test_h100_human_output_names_everything() -> None:
     assert "GPU 0: NVIDIA H100 80GB HBM3, capability 9.0, driver 575.57.08" in out
     assert "driver CUDA: 12.9" in out
     assert "Intel(R) Xeon(R) Platinum 8488C" in out
-    assert "avx512f" in out and "ISAs that fit: avx2, avx512" in out
+    assert "avx512f" in out and "ISAs that fit: avx2, avx, avx512, avx512bf16, avx512vnni" in out
+    assert "choice: sglang-sm90-avx512vnni (line 0.5.9, sm90: 9.0, avx512vnni, CUDA 12.8)" in out
 
 
 def test_single_sm_target_preferred_over_fat() -> None:
     _, data = host_json("h100", "h100")
-    assert data["choice"] == "sglang-sm90-avx512"
-    # Nothing nearer was rejected: the fat target ranks after the single-SM one and is not listed.
+    assert data["choice"] == "sglang-sm90-avx512vnni"
+    # Nothing nearer was rejected: the fat target ranks after the single-SM one, and the other Pythons and
+    # CUDAs after the default ones, and none of them is listed.
     assert data["rejected"] == []
 
 
@@ -109,14 +129,52 @@ def test_laptop_without_gpu_picks_fat_target_by_cpu() -> None:
     assert data["gpus"] == [] and data["driver_cuda"] is None
     assert "couldn't communicate with the NVIDIA driver" in data["gpu_problem"]
     assert data["choice"] == "sglang-all-avx2"
-    assert rejected(data) == {"sglang-all-avx512": ["CPU lacks avx512f, avx512dq, avx512vl, avx512bw"]}
+    avx512 = "CPU lacks avx512f, avx512dq, avx512vl, avx512bw"
+    assert rejected(data) == {
+        "sglang-all-avx512vnni": [f"{avx512}, avx512_vnni"],
+        "sglang-all-avx512bf16": [f"{avx512}, avx512_bf16"],
+        "sglang-all-avx512": [avx512],
+    }
 
 
-def test_gh200_has_no_isa_in_the_current_spec() -> None:
+def test_gh200_picks_sm90_armv9() -> None:
+    """Grace has the features of both aarch64 ISAs (three each): the tie goes to the one listed later."""
     result = host("gh200", "gh200", "aarch64")
+    assert result.exit_code == 0, result.output
+    assert "nix build .#sglang-sm90-armv9" in result.output
+    code, data = host_json("gh200", "gh200", "aarch64")
+    assert code == 0
+    assert data["choice"] == "sglang-sm90-armv9"
+    assert data["system"] == "aarch64-linux"
+    assert data["cpu"]["isas"] == ["armv8_2", "armv9"]
+    assert data["rejected"] == []
+
+
+def without_aarch64(tmp_path: Path) -> Path:
+    """A copy of the real spec with the aarch64 ISAs and system taken out."""
+    text = SPEC.read_text(encoding="utf-8")
+    for name in ("armv8_2", "armv9"):
+        block = re.search(rf"^\[isas\.{name}\]\n(?:[^\n\[][^\n]*\n)*\n?", text, re.MULTILINE)
+        assert block is not None, f"no [isas.{name}] in matrix.toml"
+        text = text.replace(block.group(0), "")
+    for old, new in (
+        ('systems = ["x86_64-linux", "aarch64-linux"]', 'systems = ["x86_64-linux"]'),
+        (', "armv8_2", "armv9"]', "]"),
+    ):
+        assert old in text, f"matrix.toml no longer has {old!r}"
+        text = text.replace(old, new)
+    assert "armv9" not in re.sub(r"#.*", "", text)
+    spec = tmp_path / "matrix.toml"
+    spec.write_text(text, encoding="utf-8")
+    return spec
+
+
+def test_no_isa_for_the_host_system(tmp_path: Path) -> None:
+    spec = without_aarch64(tmp_path)
+    result = host("gh200", "gh200", "aarch64", spec=spec)
     assert result.exit_code == 1
     assert "no variant fits: no ISA for aarch64-linux in the spec" in result.output
-    code, data = host_json("gh200", "gh200", "aarch64")
+    code, data = host_json("gh200", "gh200", "aarch64", spec=spec)
     assert code == 1
     assert data["choice"] is None and data["command"] is None
     assert data["system"] == "aarch64-linux"
@@ -166,26 +224,91 @@ def test_driver_too_old() -> None:
     _, data = host_json("h100-driver550", "h100")
     assert data["choice"] is None
     assert data["driver_cuda"] == "12.4"
-    assert set(rejected(data)) == {
-        "sglang-sm90-avx512",
-        "sglang-sm90-avx2",
-        "sglang-all-avx512",
-        "sglang-all-avx2",
-    }
+    # Each target and ISA once, under its default Python and CUDA.
+    isas = ("avx512vnni", "avx512bf16", "avx512", "avx2", "avx")
+    assert [r["name"] for r in data["rejected"]] == [f"sglang-{t}-{i}" for t in ("sm90", "all") for i in isas]
     assert all(r == ["needs driver CUDA >= 12.8, driver supports 12.4"] for r in rejected(data).values())
-    assert any("update the NVIDIA driver" in r for r in data["reasons"])
+    assert data["reasons"] == [
+        "the driver supports CUDA 12.4; every variant for x86_64-linux that fits this GPU needs >= 12.8 "
+        "(update the NVIDIA driver)"
+    ]
+
+
+def b300(tmp_path: Path, driver_cuda: str) -> Path:
+    """A B300 (10.3: only CUDA 12.9 builds it) on the recorded H100 host, with a driver for `driver_cuda`."""
+    text = (FIXTURES / "h100.nvidia-smi").read_text()
+    text = text.replace("NVIDIA H100 80GB HBM3, 9.0,", "NVIDIA B300, 10.3,")
+    text = text.replace("CUDA Version: 12.9", f"CUDA Version: {driver_cuda}")
+    smi = tmp_path / f"b300-{driver_cuda}.nvidia-smi"
+    smi.write_text(text)
+    return smi
+
+
+def test_target_only_a_newer_cuda_builds_takes_that_cuda(tmp_path: Path) -> None:
+    smi = b300(tmp_path, "12.9")
+    result = run("--json", "--nvidia-smi-output", str(smi), "--cpuinfo", str(FIXTURES / "h100.cpuinfo"))
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.output)
+    # sm103 has no CUDA 12.8 variant; the default Python stays.
+    assert data["choice"] == "sglang-python312-cuda12_9-sm103-avx512vnni"
+    assert data["rejected"] == []
+
+
+def test_driver_for_12_8_never_gets_a_12_9_variant(tmp_path: Path) -> None:
+    smi = b300(tmp_path, "12.8")
+    result = run("--json", "--nvidia-smi-output", str(smi), "--cpuinfo", str(FIXTURES / "h100.cpuinfo"))
+    assert result.exit_code == 1, result.output
+    data = json.loads(result.output)
+    assert data["choice"] is None
+    assert data["reasons"] == [
+        "the driver supports CUDA 12.8; every variant for x86_64-linux that fits this GPU needs >= 12.9 "
+        "(update the NVIDIA driver)"
+    ]
+    names = [r["name"] for r in data["rejected"]]
+    assert names[0] == "sglang-python312-cuda12_9-sm103-avx512vnni"
+    assert all("-cuda12_9-sm103-" in name for name in names)
+    assert all(r == ["needs driver CUDA >= 12.9, driver supports 12.8"] for r in rejected(data).values())
+
+
+def test_default_cuda_first_even_where_the_driver_has_a_newer_one() -> None:
+    # The H100's driver supports 12.9, the T4's 12.8 only: both get the default CUDA's short names.
+    for machine in ("h100", "t4"):
+        code, data = host_json(machine, machine)
+        assert code == 0
+        assert not data["choice"].startswith("sglang-python"), data["choice"]
+
+
+def test_default_python_and_cuda_rank_before_the_isa() -> None:
+    spec = load_spec(SPEC)
+    gpu = which_mod.GpuProbe((which_mod.Gpu(0, "NVIDIA H100 80GB HBM3", "9.0", "x"),), "12.9", "test")
+    cpu = which_mod.probe_cpu(FIXTURES / "h100.cpuinfo", "x86_64")
+    line = spec.lines["0.5.9"]
+    assert (line.python, line.cuda) == ("3.12", "12.8")
+    # With 3.13 as the default Python, whose variants have avx2 and avx512 only, the host keeps the default
+    # Python (the short name, now 3.13's) rather than take 3.12 for a better ISA.
+    only_313 = dataclasses.replace(
+        spec,
+        lines={"0.5.9": dataclasses.replace(line, pythons=("3.13", "3.12"))},
+    )
+    assert which_mod.decide(only_313, gpu, cpu).choice.name == "sglang-sm90-avx512"
+    # With 12.9 as the default CUDA and the driver at 12.8, the other CUDA is chosen.
+    cuda129 = dataclasses.replace(spec, lines={"0.5.9": dataclasses.replace(line, cudas=("12.9", "12.8"))})
+    old_driver = dataclasses.replace(gpu, driver_cuda="12.8")
+    choice = which_mod.decide(cuda129, old_driver, cpu).choice
+    assert (choice.python, choice.cuda, choice.isa) == ("3.12", "12.8", "avx512vnni")
+    assert which_mod.decide(cuda129, gpu, cpu).choice.name == "sglang-sm90-avx512vnni"
 
 
 def test_mixed_gpus_take_the_fat_target() -> None:
     code, data = host_json("mixed-a100-h100", "h100")
     assert code == 0
     assert [g["capability"] for g in data["gpus"]] == ["8.0", "9.0"]
-    assert data["choice"] == "sglang-all-avx512"
+    assert data["choice"] == "sglang-all-avx512vnni"
+    # Every single-SM variant of either GPU ranks before the fat target: each target and ISA once.
+    isas = ("avx512vnni", "avx512bf16", "avx512", "avx2", "avx")
     assert rejected(data) == {
-        "sglang-sm80-avx512": ["GPU capability 9.0 is not a target (8.0)"],
-        "sglang-sm90-avx512": ["GPU capability 8.0 is not a target (9.0)"],
-        "sglang-sm80-avx2": ["GPU capability 9.0 is not a target (8.0)"],
-        "sglang-sm90-avx2": ["GPU capability 8.0 is not a target (9.0)"],
+        **{f"sglang-sm80-{isa}": ["GPU capability 9.0 is not a target (8.0)"] for isa in isas},
+        **{f"sglang-sm90-{isa}": ["GPU capability 8.0 is not a target (9.0)"] for isa in isas},
     }
 
 
@@ -336,7 +459,7 @@ def test_parse_query_rejects_garbage() -> None:
         which_mod.parse_query("Field 'compute_cap' is not a valid field to query.", "q")
 
 
-# A minimal spec with an armv9 ISA for aarch64-linux beside the x86_64 ones (what a later change adds).
+# A minimal spec with one aarch64 ISA (armv9) beside two x86_64 ones, independent of the real matrix.
 ARMV9_SPEC = """
 schema = 1
 

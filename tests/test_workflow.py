@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -107,15 +108,24 @@ def test_smoke_job_per_variant(doc: dict[str, Any]) -> None:
     include = smoke["strategy"]["matrix"]["include"]
     assert [e["name"] for e in include] == [v.name for v in variants]
     labels = {e["name"]: e["sm"] for e in include}
+    arch = {e["name"]: e["arch"] for e in include}
     assert labels["sglang-sm90-avx2"] == "sm90"
     assert labels["sglang-sm61-avx512"] == "sm61"
     assert labels["sglang-sm120-avx2"] == "sm120"
     assert labels["sglang-sm100-avx512"] == "sm100"
+    # B300 (10.3) variants exist with CUDA 12.9 only, on both systems
+    assert labels["sglang-python312-cuda12_9-sm103-avx512"] == "sm103"
+    assert labels["sglang-python312-cuda12_9-sm103-armv9"] == "sm103"
     # the fat build runs on one SM it holds (the default variant's), never on a bare `gpu` runner
     assert labels["sglang-all-avx2"] == labels["sglang-all-avx512"] == "sm90"
-    for v in variants:
-        assert labels[v.name] in {"sm" + c.replace(".", "") for c in v.capabilities}
-    assert smoke["runs-on"] == ["self-hosted", "nix", "gpu", "${{ matrix.sm }}"]
+    # a GH200 runner (sm90, ARM64) takes the aarch64 variants, an x86_64 H100 runner the others
+    assert (labels["sglang-sm90-armv9"], arch["sglang-sm90-armv9"]) == ("sm90", "ARM64")
+    assert (labels["sglang-sm90-avx2"], arch["sglang-sm90-avx2"]) == ("sm90", "X64")
+    for entry, v in zip(include, variants, strict=True):
+        assert entry["sm"] in {"sm" + c.replace(".", "") for c in v.capabilities}
+        assert entry["system"] == v.system
+        assert entry["arch"] == {"x86_64-linux": "X64", "aarch64-linux": "ARM64"}[v.system]
+    assert smoke["runs-on"] == ["self-hosted", "nix", "gpu", "${{ matrix.sm }}", "${{ matrix.arch }}"]
     runs = steps_run(smoke)
     assert runs == [
         'nix build ".#${{ matrix.name }}" --max-jobs 0 --print-build-logs',
@@ -140,15 +150,40 @@ def test_actionlint_config_lists_every_custom_label(files: dict[Path, str], doc:
     assert labels == used
 
 
+def set_line_fields(text: str, **fields: object) -> str:
+    """matrix.toml's text with fields of the release line's own table ([lines."0.5.9"]) set to JSON values."""
+    start = text.index('[lines."0.5.9"]\n')
+    end = text.index("\n[", start + 1)
+    table = text[start:end]
+    for name, value in fields.items():
+        table, n = re.subn(rf"(?m)^{name} = .*$", f"{name} = {json.dumps(value)}", table)
+        assert n == 1, f'matrix.toml: no {name} in [lines."0.5.9"]'
+    return text[:start] + table + text[end:]
+
+
 def test_smaller_spec_and_other_systems(tmp_path: Path) -> None:
+    """A small matrix, independent of the real one's size: one Python and CUDA, two targets, both systems
+    (the spec's exclude rules leave aarch64 with sm90 only)."""
     text = (ROOT / "matrix.toml").read_text(encoding="utf-8")
-    text = re.sub(r"(?m)^targets = \[.*\]$", 'targets = ["sm80", "sm90"]', text)
+    text = set_line_fields(
+        text, python=["3.12"], cuda=["12.8"], targets=["sm80", "sm90"], isas=["avx2", "avx512", "armv9"]
+    )
     text = re.sub(r"(?m)^default-variant = .*$", 'default-variant = "sglang-sm80-avx2"', text)
     spec_path = tmp_path / "matrix.toml"
     spec_path.write_text(text, encoding="utf-8")
     doc = yaml.safe_load(rendered(spec_path)[workflow.WORKFLOW])
-    names = [e["name"] for e in doc["jobs"]["build"]["strategy"]["matrix"]["include"]]
-    assert names == ["sglang-sm80-avx2", "sglang-sm80-avx512", "sglang-sm90-avx2", "sglang-sm90-avx512"]
+    build = doc["jobs"]["build"]["strategy"]["matrix"]["include"]
+    smoke = doc["jobs"]["smoke"]["strategy"]["matrix"]["include"]
+    names = [
+        "sglang-sm80-avx2",
+        "sglang-sm80-avx512",
+        "sglang-sm90-avx2",
+        "sglang-sm90-avx512",
+        "sglang-sm90-armv9",
+    ]
+    assert [e["name"] for e in build] == [e["name"] for e in smoke] == names
+    assert [e["arch"] for e in build] == [e["arch"] for e in smoke] == ["X64"] * 4 + ["ARM64"]
+    assert [e["sm"] for e in smoke] == ["sm80", "sm80", "sm90", "sm90", "sm90"]
     assert workflow.ARCH_LABELS["aarch64-linux"] == "ARM64"
 
 

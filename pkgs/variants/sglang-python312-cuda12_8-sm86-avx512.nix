@@ -12,6 +12,8 @@
 import ../build-variant.nix {
   inherit nixpkgs pkgsFor;
   line = "0.5.9";
+  python = "3.12";
+  cuda = "12.8";
   system = "x86_64-linux";
   target = "sm86";
   isa = "avx512";

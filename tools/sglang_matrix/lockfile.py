@@ -69,7 +69,7 @@ def wanted_wheels(spec: Spec) -> dict[str, Wanted]:
     for variant in resolve_variants(spec):
         line = spec.lines[variant.line]
         for attr, filename in variant.wheels.items():
-            wanted.setdefault(filename, Wanted(filename, line.wheels[attr], variant.system, line.python))
+            wanted.setdefault(filename, Wanted(filename, line.wheels[attr], variant.system, variant.python))
     return dict(sorted(wanted.items()))
 
 

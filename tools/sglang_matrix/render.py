@@ -78,34 +78,56 @@ def readme_table(spec: Spec, variants: list[Variant], env: jinja2.Environment) -
     for line_name in sorted(spec.lines):
         line = spec.lines[line_name]
         mine = [v for v in variants if v.line == line_name]
-        columns = list(line.isas)
-        rows = []
-        for target in line.targets:
-            t = spec.targets[target]
-            names = []
-            for isa in columns:
-                match = [v.name for v in mine if v.target == target and v.isa == isa]
-                names.append(", ".join(match))
-            label = target if t.cudnn else f"{target} (no cuDNN)"
-            rows.append(
+        groups = []
+        for key_ in dict.fromkeys((v.python, v.cuda, v.system) for v in mine):
+            members = [v for v in mine if (v.python, v.cuda, v.system) == key_]
+            default = key_[:2] == (line.python, line.cuda)
+            isas = list(dict.fromkeys(v.isa for v in members))
+            rows = []
+            for target in dict.fromkeys(v.target for v in members):
+                t = spec.targets[target]
+                cells = []
+                for isa in isas:
+                    match = [v for v in members if v.target == target and v.isa == isa]
+                    cells.append(("`" + match[0].name + "`" if default else "✓") if match else "—")
+                rows.append(
+                    {
+                        "target": target if t.cudnn else f"{target} (no cuDNN)",
+                        "capabilities": t.capabilities,
+                        "architecture": t.architecture,
+                        "gpus": t.gpus,
+                        "cells": cells,
+                    }
+                )
+            groups.append(
                 {
-                    "target": label,
-                    "capabilities": t.capabilities,
-                    "architecture": t.architecture,
-                    "gpus": t.gpus,
-                    "names": names,
+                    "python": key_[0],
+                    "cuda": key_[1],
+                    "system": key_[2],
+                    "default": default,
+                    "count": len(members),
+                    "example": members[0].long_name,
+                    "isas": isas,
+                    "rows": rows,
                 }
             )
+        excludes = [
+            {
+                "match": ", ".join(f"{field} {' or '.join(values)}" for field, values in rule.fields.items()),
+                "reason": rule.reason,
+            }
+            for rule in line.excludes
+        ]
         lines.append(
             {
                 "name": line_name,
                 "python": line.python,
                 "cuda": line.cuda,
                 "torch_version": line.torch_version,
-                "variants": mine,
-                "long_example": mine[0].long_name if mine else "",
-                "isas": columns,
-                "rows": rows,
+                "count": len(mine),
+                "long_pattern": line.long_name.replace("{", "<").replace("}", ">"),
+                "groups": groups,
+                "excludes": excludes,
             }
         )
     return _render(env, "readme-table.md.j2", lines=lines)

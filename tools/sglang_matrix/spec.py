@@ -24,6 +24,8 @@ MAJOR_MINOR_RE = re.compile(r"^[0-9]+\.[0-9]+$")
 NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]*$")
 SRI_RE = re.compile(r"^sha256-[A-Za-z0-9+/]{43}=$")
 SYSTEMS = ("x86_64-linux", "aarch64-linux")
+# The fields an `exclude` entry may match on, as the variant names them.
+EXCLUDE_FIELDS = ("python", "cuda", "system", "target", "isa")
 PLACEHOLDERS = ("target", "isa", "python", "cuda", "line")
 PROVIDER_SPECIALS = ("glibc", "driver")
 
@@ -79,6 +81,13 @@ class Wheel:
     description: str
     homepage: str
     license: str
+    cudas: tuple[str, ...] = ()
+    # Why variants may go without this wheel (None: every variant needs it).
+    optional: str | None = None
+
+    def available(self, system: str, cuda: str) -> bool:
+        """Whether a variant on this system and CUDA gets this wheel."""
+        return ("any" in self.tags or system in self.tags) and (not self.cudas or cuda in self.cudas)
 
     def tag(self, system: str, python: str) -> str | None:
         """The wheel's python-abi-platform tag for a system, or None when it has none there."""
@@ -100,10 +109,21 @@ class Wheel:
 
 
 @dataclass(frozen=True)
+class Exclude:
+    """Leaves out the variants that match every field (each a set of accepted values)."""
+
+    fields: dict[str, tuple[str, ...]]
+    reason: str
+
+    def matches(self, values: dict[str, str]) -> bool:
+        return all(values[name] in accepted for name, accepted in self.fields.items())
+
+
+@dataclass(frozen=True)
 class Line:
     name: str
-    python: str
-    cuda: str
+    pythons: tuple[str, ...]
+    cudas: tuple[str, ...]
     systems: tuple[str, ...]
     targets: tuple[str, ...]
     isas: tuple[str, ...]
@@ -111,6 +131,17 @@ class Line:
     long_name: str
     torch_version: str
     wheels: dict[str, Wheel]
+    excludes: tuple[Exclude, ...] = ()
+
+    @property
+    def python(self) -> str:
+        """The line's default Python (its variants get the short names)."""
+        return self.pythons[0]
+
+    @property
+    def cuda(self) -> str:
+        """The line's default CUDA (its variants get the short names)."""
+        return self.cudas[0]
 
 
 @dataclass(frozen=True)
@@ -181,6 +212,20 @@ class _Reader:
             if not isinstance(item, str) or not item:
                 raise self.fail(f"{here}[{i}]", item, "must be a non-empty string")
         return tuple(value)
+
+    def one_or_more(self, data: dict[str, Any], name: str, path: str) -> tuple[str, ...]:
+        """A field that is one string or a non-empty list of strings."""
+        if isinstance(data.get(name), str):
+            return (self.string(data, name, path),)
+        values = self.strings(data, name, path)
+        if not values:
+            raise self.fail(f"{path}.{key(name)}", [], "must not be empty")
+        return values
+
+    @staticmethod
+    def item(path: str, name: str, index: int, values: tuple[str, ...]) -> str:
+        """The field path of one value of a one_or_more field: `x.python` or `x.python[1]`."""
+        return f"{path}.{key(name)}" if len(values) == 1 else f"{path}.{key(name)}[{index}]"
 
     def string_map(self, data: dict[str, Any], name: str, path: str) -> dict[str, str]:
         value = self.table(data, name, path, required=False)
@@ -371,12 +416,14 @@ def _parse_line(
     capabilities: dict[str, Capability],
 ) -> Line:
     path = f"lines.{key(name)}"
-    python = r.string(t, "python", path)
-    if not re.fullmatch(r"3\.[0-9]+", python):
-        raise r.fail(f"{path}.python", python, 'must look like "3.12"')
-    cuda = r.string(t, "cuda", path)
-    if not MAJOR_MINOR_RE.match(cuda):
-        raise r.fail(f"{path}.cuda", cuda, 'a CUDA version must look like "12.8"')
+    pythons = r.one_or_more(t, "python", path)
+    for i, python in enumerate(pythons):
+        if not re.fullmatch(r"3\.[0-9]+", python):
+            raise r.fail(r.item(path, "python", i, pythons), python, 'must look like "3.12"')
+    cudas = r.one_or_more(t, "cuda", path)
+    for i, cuda in enumerate(cudas):
+        if not MAJOR_MINOR_RE.match(cuda):
+            raise r.fail(r.item(path, "cuda", i, cudas), cuda, 'a CUDA version must look like "12.8"')
     systems = r.strings(t, "systems", path)
     for i, system in enumerate(systems):
         if system not in SYSTEMS:
@@ -386,17 +433,15 @@ def _parse_line(
     for i, target in enumerate(line_targets):
         if target not in targets:
             raise r.fail(f"{path}.targets[{i}]", target, f"unknown target (known: {', '.join(targets)})")
-        for cap in targets[target].capabilities:
-            info = capabilities[cap]
-            too_old = _version_tuple(cuda) < _version_tuple(info.min_cuda)
-            too_new = info.max_cuda is not None and _version_tuple(cuda) > _version_tuple(info.max_cuda)
-            if too_old or too_new:
-                bound = f"needs CUDA >= {info.min_cuda}" if too_old else f"needs CUDA <= {info.max_cuda}"
-                raise r.fail(
-                    f"{path}.targets[{i}]",
-                    target,
-                    f"capability {cap} {bound}, but this line uses CUDA {cuda}",
-                )
+        # A target needs one of the line's CUDA releases that builds all its capabilities; with several
+        # releases, the others simply leave it out.
+        problems = [
+            problem
+            for cuda in cudas
+            if (problem := unsupported(capabilities, targets[target].capabilities, cuda)) is not None
+        ]
+        if len(problems) == len(cudas):
+            raise r.fail(f"{path}.targets[{i}]", target, problems[0])
 
     line_isas = r.strings(t, "isas", path)
     for i, isa in enumerate(line_isas):
@@ -429,10 +474,12 @@ def _parse_line(
         attr: _parse_wheel(r, attr, r.table(wheels_raw, attr, f"{path}.wheels"), f"{path}.wheels", systems)
         for attr in wheels_raw
     }
+    excludes = _parse_excludes(r, t, path)
     return Line(
         name=name,
-        python=python,
-        cuda=cuda,
+        pythons=pythons,
+        cudas=cudas,
+        excludes=excludes,
         systems=systems,
         targets=line_targets,
         isas=line_isas,
@@ -441,6 +488,41 @@ def _parse_line(
         torch_version=torch_version,
         wheels=wheels,
     )
+
+
+def unsupported(capabilities: dict[str, Capability], caps: tuple[str, ...], cuda: str) -> str | None:
+    """Why CUDA `cuda` cannot build these capabilities, or None when it can."""
+    for cap in caps:
+        info = capabilities[cap]
+        if _version_tuple(cuda) < _version_tuple(info.min_cuda):
+            return f"capability {cap} needs CUDA >= {info.min_cuda}, but this line uses CUDA {cuda}"
+        if info.max_cuda is not None and _version_tuple(cuda) > _version_tuple(info.max_cuda):
+            return f"capability {cap} needs CUDA <= {info.max_cuda}, but this line uses CUDA {cuda}"
+    return None
+
+
+def _parse_excludes(r: _Reader, t: dict[str, Any], path: str) -> tuple[Exclude, ...]:
+    raw = t.get("exclude", [])
+    here = f"{path}.exclude"
+    if not isinstance(raw, list) or not all(isinstance(e, dict) for e in raw):
+        raise r.fail(here, raw, "must be an array of tables ([[...exclude]])")
+    excludes = []
+    for i, entry in enumerate(raw):
+        where = f"{here}[{i}]"
+        reason = r.string(entry, "reason", where)
+        fields = {}
+        for name, value in entry.items():
+            if name == "reason":
+                continue
+            if name not in EXCLUDE_FIELDS:
+                raise r.fail(
+                    f"{where}.{key(name)}", value, f"unknown field (known: {', '.join(EXCLUDE_FIELDS)})"
+                )
+            fields[name] = r.one_or_more(entry, name, where)
+        if not fields:
+            raise r.fail(where, entry, "matches every variant: name at least one field")
+        excludes.append(Exclude(fields, reason))
+    return tuple(excludes)
 
 
 def _version(r: _Reader, t: dict[str, Any], path: str) -> str:
@@ -472,10 +554,19 @@ def _parse_wheel(r: _Reader, attr: str, t: dict[str, Any], parent: str, systems:
                 tag,
                 "must be python-abi-platform, e.g. cp312-cp312-manylinux2014_x86_64",
             )
-    if "any" not in tags:
+    optional = r.string(t, "optional", path, required=False) or None
+    if "any" not in tags and not optional:
         for system in systems:
             if system not in tags:
-                raise r.fail(f"{path}.tags", sorted(tags), f"has no wheel tag for the line's system {system}")
+                raise r.fail(
+                    f"{path}.tags",
+                    sorted(tags),
+                    f"has no wheel for the line's system {system} (mark it optional)",
+                )
+    if "cuda" in t and not optional:
+        raise r.fail(
+            f"{path}.cuda", t["cuda"], "a wheel for some CUDA releases only must be optional (say why)"
+        )
     url = r.string_map(t, "url", path)
     hashes = r.string_map(t, "hash", path)
     for system in url:
@@ -528,6 +619,8 @@ def _parse_wheel(r: _Reader, attr: str, t: dict[str, Any], parent: str, systems:
         no_import_check=no_check,
         remove_deps=r.boolean(t, "remove-deps", path, False),
         native_code=r.boolean(t, "native-code", path, False),
+        cudas=tuple(r.one_or_more(t, "cuda", path)) if "cuda" in t else (),
+        optional=optional,
         description=r.string(t, "description", path),
         homepage=r.string(t, "homepage", path),
         license=r.string(t, "license", path),

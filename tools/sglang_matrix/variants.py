@@ -6,11 +6,13 @@ variant, so a test can compare the two views field by field.
 
 from __future__ import annotations
 
+import itertools
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from .errors import SpecError
-from .spec import NAME_RE, key
+from .spec import NAME_RE, key, unsupported
 
 if TYPE_CHECKING:
     from .spec import Line, Spec
@@ -62,17 +64,32 @@ class Variant:
         }
 
 
-def expand(template: str, line: Line, target: str, isa: str) -> str:
+def expand(template: str, line: Line, python: str, cuda: str, target: str, isa: str) -> str:
     values = {
         "target": target,
         "isa": isa,
-        "python": line.python.replace(".", ""),
-        "cuda": line.cuda.replace(".", "_"),
+        "python": python.replace(".", ""),
+        "cuda": cuda.replace(".", "_"),
         "line": line.name.replace(".", "_"),
     }
     for placeholder, value in values.items():
         template = template.replace("{" + placeholder + "}", value)
     return template
+
+
+def combinations(spec: Spec, line: Line) -> Iterator[dict[str, str]]:
+    """The line's Python x CUDA x system x target x ISA, less what the rules leave out."""
+    for python, cuda, system, target, isa in itertools.product(
+        line.pythons, line.cudas, line.systems, line.targets, line.isas
+    ):
+        if system not in spec.isas[isa].systems:
+            continue
+        if unsupported(spec.capabilities, spec.targets[target].capabilities, cuda) is not None:
+            continue
+        values = {"python": python, "cuda": cuda, "system": system, "target": target, "isa": isa}
+        if any(rule.matches(values) for rule in line.excludes):
+            continue
+        yield values
 
 
 def resolve_variants(spec: Spec) -> list[Variant]:
@@ -82,53 +99,51 @@ def resolve_variants(spec: Spec) -> list[Variant]:
     seen: dict[str, str] = {}
     for line_name in sorted(spec.lines):
         line = spec.lines[line_name]
-        for system in line.systems:
-            for target_name in line.targets:
-                target = spec.targets[target_name]
-                for isa_name in line.isas:
-                    isa = spec.isas[isa_name]
-                    if system not in isa.systems:
-                        continue
-                    names = {}
-                    for field_name, template in (
-                        ("short-name", line.short_name),
-                        ("long-name", line.long_name),
-                    ):
-                        name = expand(template, line, target_name, isa_name)
-                        where = f"lines.{key(line_name)}.{field_name}"
-                        if not NAME_RE.match(name):
-                            raise SpecError(file, where, name, "does not make a valid Nix attribute name")
-                        if name in seen:
-                            raise SpecError(file, where, name, f"duplicate variant name (also {seen[name]})")
-                        seen[name] = f"lines.{key(line_name)} {system} {target_name} {isa_name}"
-                        names[field_name] = name
-                    versions = {attr: w.version for attr, w in line.wheels.items()}
-                    versions["torch"] = line.torch_version
-                    wheels = {}
-                    for attr, wheel in line.wheels.items():
-                        filename = wheel.filename(system, line.python)
-                        if filename is not None:
-                            wheels[attr] = filename
-                    variants.append(
-                        Variant(
-                            name=names["short-name"],
-                            long_name=names["long-name"],
-                            line=line_name,
-                            system=system,
-                            target=target_name,
-                            isa=isa_name,
-                            capabilities=target.capabilities,
-                            architecture=target.architecture,
-                            gpus=target.gpus,
-                            cflags=isa.flags,
-                            python=line.python,
-                            cuda=line.cuda,
-                            cudnn=target.cudnn,
-                            max_jobs_cap=spec.max_jobs_cap,
-                            versions=versions,
-                            wheels=wheels,
-                        )
-                    )
+        for c in combinations(spec, line):
+            default = c["python"] == line.python and c["cuda"] == line.cuda
+            long_name = expand(line.long_name, line, c["python"], c["cuda"], c["target"], c["isa"])
+            short_name = (
+                expand(line.short_name, line, c["python"], c["cuda"], c["target"], c["isa"])
+                if default
+                else long_name
+            )
+            what = f"lines.{key(line_name)} " + " ".join(f"{k} {v}" for k, v in c.items())
+            for field_name, name in (("short-name", short_name), ("long-name", long_name)):
+                where = f"lines.{key(line_name)}.{field_name}"
+                if not NAME_RE.match(name):
+                    raise SpecError(file, where, name, "does not make a valid Nix attribute name")
+                if seen.get(name, what) != what:
+                    raise SpecError(file, where, name, f"duplicate variant name (also {seen[name]})")
+                seen[name] = what
+            available = {
+                attr: wheel for attr, wheel in line.wheels.items() if wheel.available(c["system"], c["cuda"])
+            }
+            versions = {attr: wheel.version for attr, wheel in available.items()}
+            versions["torch"] = line.torch_version
+            wheels = {
+                attr: wheel.filename(c["system"], c["python"]) or "" for attr, wheel in available.items()
+            }
+            target, isa = spec.targets[c["target"]], spec.isas[c["isa"]]
+            variants.append(
+                Variant(
+                    name=short_name,
+                    long_name=long_name,
+                    line=line_name,
+                    system=c["system"],
+                    target=c["target"],
+                    isa=c["isa"],
+                    capabilities=target.capabilities,
+                    architecture=target.architecture,
+                    gpus=target.gpus,
+                    cflags=isa.flags,
+                    python=c["python"],
+                    cuda=c["cuda"],
+                    cudnn=target.cudnn,
+                    max_jobs_cap=spec.max_jobs_cap,
+                    versions=versions,
+                    wheels=wheels,
+                )
+            )
     return variants
 
 

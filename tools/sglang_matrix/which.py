@@ -6,10 +6,26 @@ so that tests and bug reports need no GPU. Every rule comes from the spec's data
 
 * a variant fits when its system is the host's, the CPU has every `cpu-features` flag of its ISA, every
   GPU's compute capability is one of its target's capabilities, and the driver's CUDA version is at least
-  the line's;
-* among fitting variants: a target with fewer capabilities first (a single-SM build is smaller and faster
-  to build than a fat one), then the ISA with the most cpu-features (avx512 over avx2), then the newest line;
-* with no GPU detected only multi-capability (fat) targets are candidates, fattest first.
+  the variant's CUDA;
+* among fitting variants, in this order of precedence:
+  1. a target with fewer capabilities first (a single-SM build is smaller and faster to build than a fat
+     one);
+  2. the line's default Python (its first `python`), then the newest other Python: the default set is the
+     main one (the short names), and a host's choice should not switch Python for a faster ISA;
+  3. the line's default CUDA (its first `cuda`), then the highest other CUDA the driver supports: the
+     default needs the least new driver, and another CUDA is chosen only where the default has no variant
+     that fits (a target only a newer CUDA builds, such as sm103 on CUDA 12.9; a default the driver is
+     too old for). A variant whose CUDA is newer than the driver's never fits;
+  4. the ISA with the most cpu-features (avx512 over avx2); on a tie the one the line lists later in its
+     `isas` (lines list them from the broadest to the most specific: avx512vnni over avx512bf16, armv9
+     over armv8_2);
+  5. the newest line;
+* with no GPU detected only multi-capability (fat) targets are candidates, fattest first, and the driver's
+  CUDA is not checked.
+
+Variants that rank before the choice but do not fit are listed with the reasons: those that share a GPU
+capability with the host (fat targets when there is no GPU), and of each line, target and ISA only the
+first-ranked Python and CUDA (the others would mostly repeat its reasons).
 
 Recorded `nvidia-smi` output is one text file with `### ` section headers (see tests/fixtures/which):
 
@@ -326,6 +342,11 @@ def _line_key(name: str) -> Version:
     return _version(name)
 
 
+def _newest_first(values: tuple[str, ...], value: str) -> tuple[int, tuple[int, ...]]:
+    """Rank of `value` among a line's Pythons or CUDAs: the default (first) one, then the newest."""
+    return (0 if value == values[0] else 1, tuple(-p for p in _version(value).release))
+
+
 def _variant_reasons(spec: Spec, v: Variant, gpu: GpuProbe, flags: frozenset[str]) -> list[str]:
     reasons = []
     lacking = [f for f in spec.isas[v.isa].cpu_features if f not in flags]
@@ -363,9 +384,18 @@ def decide(spec: Spec, gpu: GpuProbe, cpu: Cpu) -> Outcome:
         return outcome
 
     def key(v: Variant) -> tuple[Any, ...]:
+        line = spec.lines[v.line]
         features = len(spec.isas[v.isa].cpu_features)
+        order = line.isas.index(v.isa) if v.isa in line.isas else -1
         size = len(v.capabilities) if gpu.gpus else -len(v.capabilities)
-        return (size, -features, [-p for p in _line_key(v.line).release], v.name)
+        return (
+            size,
+            _newest_first(line.pythons, v.python),
+            _newest_first(line.cudas, v.cuda),
+            (-features, -order),
+            [-p for p in _line_key(v.line).release],
+            v.name,
+        )
 
     checked = sorted(((v, _variant_reasons(spec, v, gpu, cpu.flags)) for v in here), key=lambda p: key(p[0]))
     fitting = [v for v, reasons in checked if not reasons]
@@ -377,12 +407,15 @@ def decide(spec: Spec, gpu: GpuProbe, cpu: Cpu) -> Outcome:
             return bool(caps & set(v.capabilities))
         return len(v.capabilities) > 1
 
+    listed: set[tuple[str, str, str]] = set()
     for v, reasons in checked:
-        if not reasons or not near(v):
+        if (v.line, v.target, v.isa) in listed or not near(v):
             continue
         if outcome.choice is not None and key(v) >= key(outcome.choice):
             continue
-        outcome.rejected.append((v, reasons))
+        listed.add((v.line, v.target, v.isa))
+        if reasons:
+            outcome.rejected.append((v, reasons))
 
     if not gpu.gpus:
         outcome.notes.append(
@@ -398,10 +431,15 @@ def decide(spec: Spec, gpu: GpuProbe, cpu: Cpu) -> Outcome:
         covered = {c for v in here for c in v.capabilities}
         for cap in sorted(caps - covered, key=_version):
             outcome.reasons.append(f"GPU capability {cap} is in no target for {cpu.system}")
-        oldest = min((v.cuda for v in here), key=_version)
+        # The CUDA the driver must support: the oldest among the variants whose target covers the GPUs
+        # (a target only a newer CUDA builds needs that one), or among all when none does.
+        covering = [v for v in here if caps <= set(v.capabilities)]
+        oldest = min((v.cuda for v in covering or here), key=_version)
         if gpu.driver_cuda and _version(gpu.driver_cuda) < _version(oldest):
+            gpus = "this GPU" if len(gpu.gpus) == 1 else "these GPUs"
+            which_ones = f"for {cpu.system} that fits {gpus}" if covering else f"for {cpu.system}"
             outcome.reasons.append(
-                f"the driver supports CUDA {gpu.driver_cuda}; every variant for {cpu.system} needs "
+                f"the driver supports CUDA {gpu.driver_cuda}; every variant {which_ones} needs "
                 f">= {oldest} (update the NVIDIA driver)"
             )
         if len(caps) > 1 and not any(caps <= set(v.capabilities) for v in here):

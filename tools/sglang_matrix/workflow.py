@@ -6,7 +6,11 @@ Nix builder per variant, pushing to a Cachix binary cache) and `smoke` (one self
 variant, substituting the build from that cache). Runner labels:
 
   build   self-hosted, nix, big-parallel, X64 | ARM64 (the variant's system)
-  smoke   self-hosted, nix, gpu, sm<capability> (sm90 for capability 9.0, ...)
+  smoke   self-hosted, nix, gpu, sm<capability> (sm90 for capability 9.0, ...), X64 | ARM64
+
+The smoke runner needs the variant's system too: an aarch64-linux variant (GH200: sm90, ARM64) exists only
+under the flake's aarch64-linux packages, so an x86_64 H100 runner must not pick it up, nor a GH200 runner
+an x86_64 one.
 
 A fat target with several capabilities (`all`) is smoke-tested on the runner label of one capability it
 holds: the default variant's SM when the target covers it (sm90 here), else its newest. The per-SM

@@ -1,0 +1,65 @@
+# Which combinations of a release line are variants: matrix.toml's rules, read as data.
+#   - an ISA only on the systems it fits ([isas.*].systems);
+#   - a target only with a CUDA that builds all its capabilities ([capabilities] min-cuda/max-cuda);
+#   - no combination that an `exclude` entry matches (every field it names, each a value or a list).
+# The order is Python, CUDA, system, target, ISA, each as listed: the same order as the Python tool's.
+{ matrix }:
+let
+  util = import ./util.nix;
+  versionAtLeast = a: b: builtins.compareVersions a b >= 0;
+  capabilityBuilds =
+    cuda: cap:
+    let
+      info = matrix.capabilities.${cap};
+    in
+    versionAtLeast cuda info.min-cuda && (!(info ? max-cuda) || versionAtLeast info.max-cuda cuda);
+  targetBuilds = cuda: target: builtins.all (capabilityBuilds cuda) matrix.targets.${target}.capabilities;
+  excluded =
+    line: c:
+    builtins.any (
+      rule:
+      builtins.all (field: builtins.elem c.${field} (util.toList rule.${field})) (
+        builtins.filter (field: field != "reason") (builtins.attrNames rule)
+      )
+    ) (line.exclude or [ ]);
+in
+{
+  combinations =
+    line:
+    builtins.filter (c: !(excluded line c)) (
+      util.concatMap (
+        python:
+        util.concatMap (
+          cuda:
+          util.concatMap (
+            system:
+            util.concatMap (
+              target:
+              map
+                (isa: {
+                  inherit
+                    python
+                    cuda
+                    system
+                    target
+                    isa
+                    ;
+                })
+                (
+                  builtins.filter (
+                    isa: builtins.elem system matrix.isas.${isa}.systems && targetBuilds cuda target
+                  ) line.isas
+                )
+            ) line.targets
+          ) line.systems
+        ) (util.toList line.cuda)
+      ) (util.toList line.python)
+    );
+
+  # A wheel is in a variant when it has a build for the system and, if it names CUDA releases, for the
+  # variant's CUDA (matrix.toml's `cuda` on a wheel).
+  wheelAvailable =
+    wheel: c:
+    (wheel.tags ? any || wheel.tags ? ${c.system})
+    && (!(wheel ? cuda) || builtins.elem c.cuda (util.toList wheel.cuda));
+}
