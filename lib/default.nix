@@ -29,7 +29,7 @@ let
           inherit lineName;
         };
         longName = names.expand line.long-name placeholders;
-        available = builtins.filter (attr: rules.wheelAvailable line.wheels.${attr} c) (
+        available = builtins.filter (attr: rules.wheelAvailable line.wheels.${attr} c t.capabilities) (
           builtins.attrNames line.wheels
         );
       in
@@ -65,6 +65,24 @@ let
               inherit (c) system python;
             };
           }) available
+        );
+        # Paths each wheel leaves out for this variant (dead device code, per matrix.toml's rules).
+        pruned = builtins.listToAttrs (
+          builtins.concatMap (
+            attr:
+            let
+              paths = rules.prunedPaths line.wheels.${attr} t.capabilities;
+            in
+            if paths == [ ] then
+              [ ]
+            else
+              [
+                {
+                  name = attr;
+                  value = paths;
+                }
+              ]
+          ) available
         );
         nixpkgsKey = "${c.system}-cuda${c.cuda}-${util.concatStringsSep "+" t.capabilities}";
       }

@@ -13,6 +13,7 @@ let
       info = matrix.capabilities.${cap};
     in
     versionAtLeast cuda info.min-cuda && (!(info ? max-cuda) || versionAtLeast info.max-cuda cuda);
+  prune = matrix.build.prune-device-code or false;
   targetBuilds = cuda: target: builtins.all (capabilityBuilds cuda) matrix.targets.${target}.capabilities;
   excluded =
     line: c:
@@ -57,9 +58,29 @@ in
     );
 
   # A wheel is in a variant when it has a build for the system and, if it names CUDA releases, for the
-  # variant's CUDA (matrix.toml's `cuda` on a wheel).
+  # variant's CUDA (matrix.toml's `cuda` on a wheel); with pruning on, also when the variant has one of
+  # its `keep-for` capabilities.
   wheelAvailable =
-    wheel: c:
+    wheel: c: capabilities:
     (wheel.tags ? any || wheel.tags ? ${c.system})
-    && (!(wheel ? cuda) || builtins.elem c.cuda (util.toList wheel.cuda));
+    && (!(wheel ? cuda) || builtins.elem c.cuda (util.toList wheel.cuda))
+    && (!prune || !(wheel ? keep-for) || builtins.any (cap: builtins.elem cap wheel.keep-for) capabilities);
+
+  # With pruning on: the `prune` paths of a wheel that none of the variant's capabilities uses.
+  prunedPaths =
+    wheel: capabilities:
+    if !prune then
+      [ ]
+    else
+      map (rule: rule.path) (
+        builtins.filter (
+          rule:
+          if rule ? keep-for then
+            !(builtins.any (cap: builtins.elem cap rule.keep-for) capabilities)
+          else if rule ? keep-but then
+            !(builtins.any (cap: !(builtins.elem cap rule.keep-but)) capabilities)
+          else
+            true
+        ) (wheel.prune or [ ])
+      );
 }

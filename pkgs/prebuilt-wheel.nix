@@ -19,6 +19,8 @@
   # Resolved derivations for wheel.libraries and wheel.dependencies.
   libraries ? [ ],
   dependencies ? [ ],
+  # Paths (globs relative to site-packages) this variant drops: device code its GPUs cannot use.
+  prune ? [ ],
   # SONAMEs that only the NVIDIA driver provides (libcuda.so.1): autoPatchelf must not look for them.
   driverSonames ? [ ],
   # The variant's torch when it is among the libraries: its libraries live in the `lib` output, reached
@@ -63,6 +65,16 @@ buildPythonPackage {
   inherit dependencies;
 
   autoPatchelfIgnoreMissingDeps = lib.optionals native driverSonames;
+  # Each pattern must match: a rule that matches nothing means the wheel changed under the spec.
+  postInstall = lib.concatMapStrings (path: ''
+    matches=( "$out/${python.sitePackages}"/${path} )
+    if [ ! -e "''${matches[0]}" ]; then
+      echo "sglang-matrix: prune path ${path} matches nothing in ${attr}" >&2
+      exit 1
+    fi
+    echo "sglang-matrix: pruning ''${matches[*]}"
+    rm -r "''${matches[@]}"
+  '') prune;
   preFixup = lib.optionalString (torch != null) ''
     addAutoPatchelfSearchPath "${torch}/${python.sitePackages}/torch/lib"
   '';

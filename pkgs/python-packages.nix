@@ -43,6 +43,7 @@ let
       inherit attr wheel driverSonames;
       filename = variant.wheels.${attr};
       source = sourceOf attr;
+      prune = variant.pruned.${attr} or [ ];
       libraries = map resolve libraries;
       # A requirement provided by one of the line's wheels that this variant goes without (an optional
       # wheel with no build for its system or CUDA) is left out.

@@ -79,7 +79,8 @@ def drop_wheel(text: str, attr: str) -> str:
     out, skipping = [], False
     for line in text.splitlines(keepends=True):
         if line.startswith("["):
-            skipping = line.startswith((f"[{LINE}.{attr}]", f"[{LINE}.{attr}."))
+            header = line.lstrip("[")  # tables and arrays of tables ([[...prune]])
+            skipping = header.startswith((f"{LINE}.{attr}]", f"{LINE}.{attr}."))
         if not skipping:
             out.append(line)
     return "".join(out)
@@ -326,11 +327,38 @@ def test_unmatched_wheel_is_audited_without_spec_checks(cli: Cli, tmp_path: Path
     assert any("matches no wheel" in m for m in findings(report, "warning", "file"))
 
 
+# What matrix.toml's prune rules for sgl-kernel expect to find in it (else a hard "prune" finding).
+PRUNE_TARGETS = {
+    "sgl_kernel/sm90/placeholder.txt": b"",
+    "sgl_kernel/sm100/placeholder.txt": b"",
+    "lib/placeholder.txt": b"",
+    "_mscclpp.cpython-310-x86_64-linux-gnu.so": host_elf(["libc.so.6"]),
+}
+MSCCLPP = "_mscclpp.cpython-310-x86_64-linux-gnu.so"
+
+
+def test_prune_rule_matching_nothing_is_hard(cli: Cli, tmp_path: Path) -> None:
+    members = {k: v for k, v in PRUNE_TARGETS.items() if not k.startswith("lib/")}
+    wheel = make_wheel(tmp_path / SGL_KERNEL, members)
+    code, data, _ = audit_json(cli, "--variant", SM90, wheel)
+    assert code == 1
+    assert findings(data["wheels"][0], "hard", "prune") == ["prune path 'lib' matches nothing in this wheel"]
+    assert data["pruning"]["enabled"] is True
+    left_out = {(item["wheel"], item["what"]): item["bytes"] for item in data["pruning"]["left_out"]}
+    # Measured on the file given: sm100/ is 0 bytes here, and lib/ is missing (unknown).
+    assert (
+        left_out[("sgl-kernel", "sgl_kernel/sm100")] is None
+        or left_out[("sgl-kernel", "sgl_kernel/sm100")] >= 0
+    )
+    assert ("flashinfer-cubin", "the whole wheel") in left_out
+
+
 def sm80_kernel_wheel(path: Path) -> Path:
     """sgl-kernel's file name, one object with code for sm_80 only."""
     fb = fatbin_container(fatbin_entry(2, 80, payload=1000))
     return make_wheel(
-        path / SGL_KERNEL, {"sgl_kernel/common_ops.abi3.so": host_elf(["libcudart.so.12"], fatbin=fb)}
+        path / SGL_KERNEL,
+        {"sgl_kernel/common_ops.abi3.so": host_elf(["libcudart.so.12"], fatbin=fb), **PRUNE_TARGETS},
     )
 
 
@@ -396,6 +424,7 @@ def test_cpython_310_module_cannot_load_on_312(cli: Cli, tmp_path: Path) -> None
     wheel = make_wheel(
         tmp_path / SGL_KERNEL,
         {
+            **PRUNE_TARGETS,
             "_mscclpp.cpython-310-x86_64-linux-gnu.so": host_elf(["libc.so.6"], fatbin=fb),
             "sgl_kernel/common_ops.abi3.so": host_elf(["libc.so.6"], fatbin=fb),
         },
@@ -499,7 +528,9 @@ def test_fatbin_in_c_object_counts(tmp_path: Path, cli: Cli) -> None:
         "int k(void) { return 1; }\n"
     )
     gcc(["-shared", "-fPIC", "-o", "k.so", "k.c"], tmp_path)
-    wheel = make_wheel(tmp_path / SGL_KERNEL, {"sgl_kernel/k.abi3.so": (tmp_path / "k.so").read_bytes()})
+    wheel = make_wheel(
+        tmp_path / SGL_KERNEL, {"sgl_kernel/k.abi3.so": (tmp_path / "k.so").read_bytes(), **PRUNE_TARGETS}
+    )
     code, data, _ = audit_json(cli, "--variant", "sglang-sm100-avx2", wheel)
     assert code == 0
     (report,) = data["wheels"]

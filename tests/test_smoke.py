@@ -343,6 +343,25 @@ def test_import_skips_are_precise(cli, tmp_path: Path) -> None:
     }
 
 
+def test_a_pruned_sgl_kernel_without_its_gpu_is_skipped_not_failed(cli, tmp_path: Path) -> None:
+    """sglang-sm90-avx512 prunes sgl_kernel/sm100; without a GPU the loader asks for exactly that."""
+    modules = {
+        "sgl_kernel": 'raise ImportError("[sgl_kernel] CRITICAL: Could not load any common_ops library!")\n'
+    }
+    result = fake_result(tmp_path / "r", modules=modules)
+    base = [str(result), "--variant", "sglang-sm90-avx512", "--cpuinfo", str(H100_CPU)]
+    _, report = smoke_json(cli, *base, "--nvidia-smi-output", str(no_driver(tmp_path)))
+    check = by_id(report)["import:sgl_kernel"]
+    assert check["status"] == "skipped"
+    assert check["reason"] == (
+        "sglang-sm90-avx512 prunes sgl_kernel/sm100, lib, _mscclpp.cpython-310-*.so (dead code for 9.0); "
+        "it loads only on a GPU of its targets, and none is visible"
+    )
+    # On a GPU of its targets the same error is a failure.
+    _, report = smoke_json(cli, *base, "--nvidia-smi-output", str(H100_SMI))
+    assert by_id(report)["import:sgl_kernel"]["status"] == "failed"
+
+
 def test_imports_run_without_pythonpath(cli, tmp_path: Path) -> None:
     """Only PATH and HOME reach RESULT's interpreter (its own wrapper may set PYTHONPATH, as Nix's does)."""
     code = (

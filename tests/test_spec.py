@@ -86,6 +86,24 @@ BAD_SPECS = [
         r"flashinfer-jit-cache\.tags = \['x86_64-linux'\]: has no wheel for the line's system aarch64-linux",
         id="missing-wheel-not-optional",
     ),
+    pytest.param(
+        'path = "sgl_kernel/sm90"',
+        'path = "../sgl_kernel/sm90"',
+        r"wheels\.sgl-kernel\.prune\[0\]\.path = '\.\./sgl_kernel/sm90': must be a relative path",
+        id="prune-path-escapes",
+    ),
+    pytest.param(
+        'keep-for = ["9.0"]\nreason',
+        'keep-for = ["9.0"]\nkeep-but = ["8.0"]\nreason',
+        r"wheels\.sgl-kernel\.prune\[0\]\.keep-but = \['8\.0'\]: give keep-for or keep-but, not both",
+        id="prune-both",
+    ),
+    pytest.param(
+        'keep-for = ["10.0", "10.3"]\noptional',
+        'keep-for = ["10.0", "10.3"]\nnot-optional',
+        r"wheels\.flashinfer-cubin\.keep-for = \['10\.0', '10\.3'\]: a wheel pruning may leave out",
+        id="keep-for-not-optional",
+    ),
 ]
 
 
@@ -152,6 +170,33 @@ def test_show_json_resolves_everything(cli) -> None:
     assert data["capabilities"] == ["9.0"]
     assert data["versions"]["sglang"] == "0.5.9" and data["versions"]["torch"] == "2.9.1"
     assert data["wheels"]["sgl-kernel"] == "sgl_kernel-0.3.21-cp310-abi3-manylinux2014_x86_64.whl"
+
+
+def test_show_reports_what_pruning_saves(cli, project: Path) -> None:
+    import json
+
+    data = json.loads(cli("--root", str(project), "show", "sglang-sm90-avx512", "--json").stdout)
+    assert data["pruned"] == {"sgl-kernel": ["sgl_kernel/sm100", "lib", "_mscclpp.cpython-310-*.so"]}
+    assert "flashinfer-cubin" not in data["wheels"]
+    pruning = data["pruning"]
+    left_out = {(i["wheel"], i["what"]): i["bytes"] for i in pruning["left_out"]}
+    # Sizes recorded by `lock` from the real wheels.
+    assert left_out == {
+        ("sgl-kernel", "sgl_kernel/sm100"): 373_739_544,
+        ("sgl-kernel", "lib"): 38_181_948,
+        ("sgl-kernel", "_mscclpp.cpython-310-*.so"): 3_840_312,
+        ("flashinfer-cubin", "the whole wheel"): 1_057_882_147,
+    }
+    assert pruning["saved_bytes"] == sum(left_out.values()) and pruning["unknown"] == []
+    human = cli("--root", str(project), "show", "sglang-sm90-avx512").stdout
+    assert "pruning saves 1,474 MB:" in human
+
+    # The spec switch turns it off: every wheel and path stays.
+    spec = project / "matrix.toml"
+    spec.write_text(spec.read_text().replace("prune-device-code = true", "prune-device-code = false"))
+    data = json.loads(cli("--root", str(project), "show", "sglang-sm90-avx512", "--json").stdout)
+    assert data["pruned"] == {} and "flashinfer-cubin" in data["wheels"]
+    assert data["pruning"] == {"enabled": False, "left_out": [], "saved_bytes": 0, "unknown": []}
 
 
 def test_unknown_variant_is_a_one_line_error(cli) -> None:

@@ -129,7 +129,7 @@ def _audit_files(
         wheel = match.wheel if match else None
         reports.append(audit_file(path, spec, wheel_env, wheel, match.expected if match else None))
         progress.advance(task)
-    return AuditResult(env, reports)
+    return AuditResult(env, reports, _pruning(spec, variant, list(paths)) if variant else None)
 
 
 def _audit_variant(spec: Spec, variant: Variant, cache: Path, progress: Progress) -> AuditResult:
@@ -165,7 +165,17 @@ def _audit_variant(spec: Spec, variant: Variant, cache: Path, progress: Progress
         progress.update(task, description=f"auditing {filename}")
         reports.append(audit_file(path, spec, env, wheel))
         progress.advance(task)
-    return AuditResult(env, reports)
+    return AuditResult(env, reports, _pruning(spec, variant, sorted(cache.glob("*.whl"))))
+
+
+def _pruning(spec: Spec, variant: Variant, files: list[Path]) -> dict:
+    """Bytes pruning saves for the variant, measured on the wheel files at hand (else from the lock)."""
+    from . import pruning
+    from .lockfile import read_lock
+
+    measured = pruning.wheel_lookup(spec, variant.line, files)
+    locked = pruning.lock_lookup(read_lock(spec.path.parent)["wheels"])
+    return pruning.summary(spec, variant, lambda attr, name: measured(attr, name) or locked(attr, name))
 
 
 # --- human output ------------------------------------------------------------------------------------
@@ -189,6 +199,12 @@ def _print(result: AuditResult) -> None:
     for report in result.wheels:
         out.print()
         _print_wheel(out, report, show_env=result.env is None)
+    if result.pruning and result.pruning["enabled"]:
+        out.print()
+        out.print(f"pruning leaves out {_size(result.pruning['saved_bytes'])} for this variant:")
+        for item in result.pruning["left_out"]:
+            size = "size unknown" if item["bytes"] is None else _size(item["bytes"])
+            out.print(f"  {item['wheel']}: {item['what']} ({size})")
     hard, warnings, infos = (result.count(s) for s in ("hard", "warning", "info"))
     statuses = [w.status for w in result.wheels]
     parts = [f"{statuses.count(s)} {s}" for s in ("ok", "fail", "skipped", "error") if statuses.count(s)]

@@ -144,22 +144,37 @@ def list_variants(ctx: Context, as_json: bool) -> None:
 @one_line_errors
 def show(ctx: Context, variant: str, as_json: bool) -> None:
     """Everything VARIANT resolves to: targets, flags, names, versions, wheels."""
+    from . import pruning
+    from .lockfile import read_lock
+
     found = find_variant(ctx.spec, variant)
     if found is None:
         raise UserError(f"no variant named {variant!r} (see `sglang-matrix list`)")
     data = found.to_json()
+    # Sizes from pkgs/sources.json (recorded by `lock` from the real wheels): what pruning saves.
+    data["pruning"] = pruning.summary(ctx.spec, found, pruning.lock_lookup(read_lock(ctx.root)["wheels"]))
     if as_json:
         click.echo(json.dumps(data, indent=2))
         return
     for key, value in data.items():
+        if key == "pruning":
+            continue
         if isinstance(value, dict):
             click.echo(f"{key}:")
             for k, v in value.items():
-                click.echo(f"  {k}: {v}")
+                click.echo(f"  {k}: {' '.join(v) if isinstance(v, list) else v}")
         elif isinstance(value, list):
             click.echo(f"{key}: {' '.join(str(x) for x in value)}")
         else:
             click.echo(f"{key}: {value}")
+    prune = data["pruning"]
+    if not prune["enabled"]:
+        click.echo("pruning: off ([build] prune-device-code)")
+        return
+    click.echo(f"pruning saves {prune['saved_bytes'] / 1e6:,.0f} MB:")
+    for item in prune["left_out"]:
+        size = "size unknown" if item["bytes"] is None else f"{item['bytes'] / 1e6:,.0f} MB"
+        click.echo(f"  {item['wheel']}: {item['what']} ({size}): {item['reason']}")
 
 
 @main.command("lock")

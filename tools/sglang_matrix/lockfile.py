@@ -22,6 +22,7 @@ from typing import Any
 
 from .errors import UserError
 from .fsutil import write_atomic
+from .pruning import lock_sizes, member_sizes
 from .spec import SRI_RE, Spec, Wheel
 from .variants import resolve_variants
 
@@ -117,9 +118,18 @@ def check_lock(spec: Spec, root: Path) -> list[str]:
             problems.append(f"{LOCK_PATH}: {filename}: hash = {entry.get('hash')!r}: not an SRI sha256 hash")
         if want.system in want.wheel.hash and entry.get("hash") != want.wheel.hash[want.system]:
             problems.append(f"{LOCK_PATH}: {filename}: hash differs from matrix.toml's")
-        size = entry.get("size")
-        if size is not None and (not isinstance(size, int) or size <= 0):
-            problems.append(f"{LOCK_PATH}: {filename}: size = {size!r}: must be a positive integer or null")
+        for name in ("size", "unpacked"):
+            value = entry.get(name)
+            if value is not None and (not isinstance(value, int) or value <= 0):
+                problems.append(
+                    f"{LOCK_PATH}: {filename}: {name} = {value!r}: must be a positive integer or null"
+                )
+        prunable = entry.get("prunable")
+        if not isinstance(prunable, dict) or set(prunable) != {rule.path for rule in want.wheel.prune}:
+            problems.append(
+                f"{LOCK_PATH}: {filename}: prunable = {prunable!r}: out of date with the spec's prune rules "
+                "(run `sglang-matrix lock`)"
+            )
     for filename in wheels:
         if filename not in wanted:
             problems.append(
@@ -219,17 +229,35 @@ def lock(
             path = fetch_url_wheel(want, cache)
             if path is None:
                 notes.append(f"{filename}: host not reachable; kept matrix.toml's hash unverified")
-                entries[filename] = {**fields, "hash": declared, "size": None, "verified": False}
+                entries[filename] = {
+                    **fields,
+                    "hash": declared,
+                    "size": None,
+                    "unpacked": None,
+                    "prunable": {rule.path: None for rule in want.wheel.prune},
+                    "verified": False,
+                }
                 continue
             actual = sri_sha256(path)
             if actual != declared:
                 raise LockError(
                     f"{filename}: hash mismatch: matrix.toml says {declared}, the download is {actual}"
                 )
-            entries[filename] = {**fields, "hash": actual, "size": path.stat().st_size, "verified": True}
+            entries[filename] = {
+                **fields,
+                "hash": actual,
+                "size": path.stat().st_size,
+                **lock_sizes(want.wheel, member_sizes(path)),
+                "verified": True,
+            }
             continue
         path = fetch_index_wheel(want, cache)
-        entries[filename] = {**fields, "hash": sri_sha256(path), "size": path.stat().st_size}
+        entries[filename] = {
+            **fields,
+            "hash": sri_sha256(path),
+            "size": path.stat().st_size,
+            **lock_sizes(want.wheel, member_sizes(path)),
+        }
     if progress:
         progress("", len(wanted), len(wanted))
     changed = write_atomic(root / LOCK_PATH, render_lock(entries))

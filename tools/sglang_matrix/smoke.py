@@ -469,7 +469,27 @@ def import_check(python: Path, module: str, host: Host, variant: SmokeVariant) -
         return failed(cid, title, f"killed by {sig}", ran.last_line() or None)
     if "libcuda.so.1" in output and not host.driver_present:
         return skipped(cid, title, NEEDS_DRIVER, ran.last_line())
+    pruned = pruned_paths(variant, module)
+    if pruned and "common_ops" in output and not any(gpu[2] in variant.capabilities for gpu in host.gpus):
+        # sgl_kernel picks its common_ops by the GPU it finds (sm100/ when it finds none); a variant pruned
+        # for its own GPUs can only load on one of them.
+        return skipped(
+            cid,
+            title,
+            f"{variant.name} prunes {', '.join(pruned)} (dead code for {' '.join(variant.capabilities)}); "
+            "it loads only on a GPU of its targets, and none is visible",
+            ran.last_line(),
+        )
     return failed(cid, title, ran.last_line() or f"exit status {ran.rc}")
+
+
+def pruned_paths(variant: SmokeVariant, module: str) -> list[str]:
+    """The paths the variant prunes from the wheel that provides `module` (sgl_kernel -> sgl-kernel)."""
+    pruned = variant.data.get("pruned") if isinstance(variant.data, dict) else None
+    if not isinstance(pruned, dict):
+        return []
+    paths = pruned.get(module.replace("_", "-"))
+    return [p for p in paths if isinstance(p, str)] if isinstance(paths, list) else []
 
 
 def capability_of_target(target: str) -> str:

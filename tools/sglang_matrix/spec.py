@@ -62,6 +62,25 @@ class Target:
 
 
 @dataclass(frozen=True)
+class PruneRule:
+    """A path inside a wheel's install tree (a shell glob, relative to site-packages) that a variant drops
+    when none of its capabilities uses it: kept `for` these capabilities, or for any capability
+    `but` these; with neither, dropped from every variant (dead for all of them)."""
+
+    path: str
+    keep_for: tuple[str, ...]
+    keep_but: tuple[str, ...]
+    reason: str
+
+    def keeps(self, capabilities: tuple[str, ...]) -> bool:
+        if self.keep_for:
+            return any(cap in self.keep_for for cap in capabilities)
+        if self.keep_but:
+            return any(cap not in self.keep_but for cap in capabilities)
+        return False
+
+
+@dataclass(frozen=True)
 class Wheel:
     attr: str
     pname: str
@@ -84,6 +103,16 @@ class Wheel:
     cudas: tuple[str, ...] = ()
     # Why variants may go without this wheel (None: every variant needs it).
     optional: str | None = None
+    # With pruning on: the wheel is left out of variants with none of these capabilities.
+    keep_for: tuple[str, ...] = ()
+    prune: tuple[PruneRule, ...] = ()
+
+    def kept(self, capabilities: tuple[str, ...]) -> bool:
+        """Whether pruning keeps this wheel for a variant with these capabilities."""
+        return not self.keep_for or any(cap in self.keep_for for cap in capabilities)
+
+    def pruned_paths(self, capabilities: tuple[str, ...]) -> tuple[str, ...]:
+        return tuple(rule.path for rule in self.prune if not rule.keeps(capabilities))
 
     def available(self, system: str, cuda: str) -> bool:
         """Whether a variant on this system and CUDA gets this wheel."""
@@ -151,6 +180,7 @@ class Spec:
     min_nix: str
     max_jobs_cap: int
     default_variant: str
+    prune_device_code: bool
     isas: dict[str, Isa]
     capabilities: dict[str, Capability]
     targets: dict[str, Target]
@@ -291,6 +321,7 @@ def parse_spec(data: dict[str, Any], path: Path, file: str) -> Spec:
     if not isinstance(cap, int) or isinstance(cap, bool) or cap < 1:
         raise r.fail("build.max-jobs-cap", cap, "must be a positive integer")
     default_variant = r.string(build, "default-variant", "build")
+    prune_device_code = r.boolean(build, "prune-device-code", "build", False)
 
     isas = _parse_isas(r, r.table(data, "isas", ""))
     capabilities = _parse_capabilities(r, r.table(data, "capabilities", ""))
@@ -309,6 +340,7 @@ def parse_spec(data: dict[str, Any], path: Path, file: str) -> Spec:
         min_nix=min_nix,
         max_jobs_cap=cap,
         default_variant=default_variant,
+        prune_device_code=prune_device_code,
         isas=isas,
         capabilities=capabilities,
         targets=targets,
@@ -525,6 +557,37 @@ def _parse_excludes(r: _Reader, t: dict[str, Any], path: str) -> tuple[Exclude, 
     return tuple(excludes)
 
 
+def _parse_prune(r: _Reader, t: dict[str, Any], path: str) -> tuple[PruneRule, ...]:
+    raw = t.get("prune", [])
+    here = f"{path}.prune"
+    if not isinstance(raw, list) or not all(isinstance(e, dict) for e in raw):
+        raise r.fail(here, raw, "must be an array of tables ([[...prune]])")
+    rules = []
+    for i, entry in enumerate(raw):
+        where = f"{here}[{i}]"
+        unknown = set(entry) - {"path", "keep-for", "keep-but", "reason"}
+        if unknown:
+            name = sorted(unknown)[0]
+            raise r.fail(
+                f"{where}.{key(name)}", entry[name], "unknown field (known: path, keep-for, keep-but, reason)"
+            )
+        rel = r.string(entry, "path", where)
+        if rel.startswith("/") or ".." in rel.split("/") or not re.fullmatch(r"[A-Za-z0-9_.*/+-]+", rel):
+            raise r.fail(
+                f"{where}.path", rel, "must be a relative path inside site-packages (a glob at most)"
+            )
+        keep_for = r.strings(entry, "keep-for", where, required=False)
+        keep_but = r.strings(entry, "keep-but", where, required=False)
+        if keep_for and keep_but:
+            raise r.fail(f"{where}.keep-but", list(keep_but), "give keep-for or keep-but, not both")
+        for name, caps in (("keep-for", keep_for), ("keep-but", keep_but)):
+            for j, cap in enumerate(caps):
+                if not CAPABILITY_RE.match(cap):
+                    raise r.fail(f"{where}.{name}[{j}]", cap, 'a capability must look like "9.0"')
+        rules.append(PruneRule(rel, keep_for, keep_but, r.string(entry, "reason", where)))
+    return tuple(rules)
+
+
 def _version(r: _Reader, t: dict[str, Any], path: str) -> str:
     version = r.string(t, "version", path)
     try:
@@ -563,6 +626,14 @@ def _parse_wheel(r: _Reader, attr: str, t: dict[str, Any], parent: str, systems:
                     sorted(tags),
                     f"has no wheel for the line's system {system} (mark it optional)",
                 )
+    keep_for = r.strings(t, "keep-for", path, required=False)
+    for i, cap in enumerate(keep_for):
+        if not CAPABILITY_RE.match(cap):
+            raise r.fail(f"{path}.keep-for[{i}]", cap, 'a capability must look like "9.0"')
+    if keep_for and not optional:
+        raise r.fail(
+            f"{path}.keep-for", list(keep_for), "a wheel pruning may leave out must be optional (say why)"
+        )
     if "cuda" in t and not optional:
         raise r.fail(
             f"{path}.cuda", t["cuda"], "a wheel for some CUDA releases only must be optional (say why)"
@@ -621,6 +692,8 @@ def _parse_wheel(r: _Reader, attr: str, t: dict[str, Any], parent: str, systems:
         native_code=r.boolean(t, "native-code", path, False),
         cudas=tuple(r.one_or_more(t, "cuda", path)) if "cuda" in t else (),
         optional=optional,
+        keep_for=keep_for,
+        prune=_parse_prune(r, t, path),
         description=r.string(t, "description", path),
         homepage=r.string(t, "homepage", path),
         license=r.string(t, "license", path),

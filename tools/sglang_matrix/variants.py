@@ -36,6 +36,8 @@ class Variant:
     max_jobs_cap: int
     versions: dict[str, str]
     wheels: dict[str, str]
+    # Paths each wheel leaves out for this variant (pruning on): dead device code, per the spec's rules.
+    pruned: dict[str, tuple[str, ...]]
 
     @property
     def nixpkgs_key(self) -> str:
@@ -60,6 +62,7 @@ class Variant:
             "maxJobsCap": self.max_jobs_cap,
             "versions": dict(sorted(self.versions.items())),
             "wheels": dict(sorted(self.wheels.items())),
+            "pruned": {attr: list(paths) for attr, paths in sorted(self.pruned.items())},
             "nixpkgsKey": self.nixpkgs_key,
         }
 
@@ -115,15 +118,23 @@ def resolve_variants(spec: Spec) -> list[Variant]:
                 if seen.get(name, what) != what:
                     raise SpecError(file, where, name, f"duplicate variant name (also {seen[name]})")
                 seen[name] = what
+            target, isa = spec.targets[c["target"]], spec.isas[c["isa"]]
+            prune = spec.prune_device_code
             available = {
-                attr: wheel for attr, wheel in line.wheels.items() if wheel.available(c["system"], c["cuda"])
+                attr: wheel
+                for attr, wheel in line.wheels.items()
+                if wheel.available(c["system"], c["cuda"]) and (not prune or wheel.kept(target.capabilities))
+            }
+            pruned = {
+                attr: paths
+                for attr, wheel in available.items()
+                if prune and (paths := wheel.pruned_paths(target.capabilities))
             }
             versions = {attr: wheel.version for attr, wheel in available.items()}
             versions["torch"] = line.torch_version
             wheels = {
                 attr: wheel.filename(c["system"], c["python"]) or "" for attr, wheel in available.items()
             }
-            target, isa = spec.targets[c["target"]], spec.isas[c["isa"]]
             variants.append(
                 Variant(
                     name=short_name,
@@ -142,6 +153,7 @@ def resolve_variants(spec: Spec) -> list[Variant]:
                     max_jobs_cap=spec.max_jobs_cap,
                     versions=versions,
                     wheels=wheels,
+                    pruned=pruned,
                 )
             )
     return variants

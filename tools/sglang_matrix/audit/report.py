@@ -603,9 +603,25 @@ def audit_file(
     report.libraries = check_libraries(audit.libs, spec, env, wheel, report.findings)
     report.gpu = check_gpu(audit.gpu, env, wheel, report.findings)
     report.requires = check_requires(metadata, env, wheel, report.findings)
+    check_prune_rules(path, wheel, report.findings)
     order = {s: i for i, s in enumerate(SEVERITIES)}
     report.findings.sort(key=lambda f: order[f.severity])
     return report
+
+
+def check_prune_rules(path: Path, wheel: Wheel | None, findings: list[Finding]) -> None:
+    """Each prune rule of the wheel must still cover something in it (else the wheel changed under the
+    spec, and the Nix build would stop at the rule)."""
+    from ..pruning import matched_bytes, member_sizes
+
+    if wheel is None or not wheel.prune:
+        return
+    sizes = member_sizes(path)
+    for rule in wheel.prune:
+        if matched_bytes(sizes, rule.path) is None:
+            findings.append(
+                Finding("hard", "prune", f"prune path {rule.path!r} matches nothing in this wheel")
+            )
 
 
 def skipped_report(file: str, attr: str | None, env: AuditEnv, reason: str) -> WheelReport:
@@ -668,6 +684,8 @@ def line_capabilities(spec: Spec, line: Line) -> tuple[str, ...]:
 class AuditResult:
     env: AuditEnv | None  # None when the files span several environments (no --variant)
     wheels: list[WheelReport]
+    # With --variant: what pruning leaves out and the bytes it saves (pruning.summary).
+    pruning: dict[str, Any] | None = None
 
     def count(self, severity: Severity) -> int:
         return sum(w.count(severity) for w in self.wheels)
@@ -690,4 +708,5 @@ class AuditResult:
             "skipped": sum(1 for w in self.wheels if w.status == "skipped"),
             "errors": sum(1 for w in self.wheels if w.status == "error"),
             "wheels": [w.to_json() for w in self.wheels],
+            "pruning": self.pruning,
         }
