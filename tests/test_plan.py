@@ -23,6 +23,7 @@ from sglang_matrix.plan import (
 )
 from sglang_matrix.spec import load_spec
 from sglang_matrix.variants import resolve_variants
+from spec_edits import set_line_fields
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -40,17 +41,6 @@ pure-wheels-hours = 0.02
 pure-wheels-disk-gb = 0.5
 ci-timeout-factor = 2
 """
-
-
-def set_line_fields(text: str, **fields: object) -> str:
-    """matrix.toml's text with fields of the release line's own table ([lines."0.5.9"]) set to JSON values."""
-    start = text.index('[lines."0.5.9"]\n')
-    end = text.index("\n[", start + 1)
-    table = text[start:end]
-    for name, value in fields.items():
-        table, n = re.subn(rf"(?m)^{name} = .*$", f"{name} = {json.dumps(value)}", table)
-        assert n == 1, f'matrix.toml: no {name} in [lines."0.5.9"]'
-    return text[:start] + table + text[end:]
 
 
 def cut_spec(

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import shutil
@@ -15,6 +14,7 @@ from sglang_matrix import render, workflow
 from sglang_matrix.plan import ci_timeout_minutes, make_plan
 from sglang_matrix.spec import load_spec
 from sglang_matrix.variants import resolve_variants
+from spec_edits import set_line_fields
 
 yaml = pytest.importorskip("yaml", reason="PyYAML is needed to parse the workflow (pip install pyyaml)")
 
@@ -148,17 +148,6 @@ def test_actionlint_config_lists_every_custom_label(files: dict[Path, str], doc:
         e["sm"] for e in doc["jobs"]["smoke"]["strategy"]["matrix"]["include"]
     }
     assert labels == used
-
-
-def set_line_fields(text: str, **fields: object) -> str:
-    """matrix.toml's text with fields of the release line's own table ([lines."0.5.9"]) set to JSON values."""
-    start = text.index('[lines."0.5.9"]\n')
-    end = text.index("\n[", start + 1)
-    table = text[start:end]
-    for name, value in fields.items():
-        table, n = re.subn(rf"(?m)^{name} = .*$", f"{name} = {json.dumps(value)}", table)
-        assert n == 1, f'matrix.toml: no {name} in [lines."0.5.9"]'
-    return text[:start] + table + text[end:]
 
 
 def test_smaller_spec_and_other_systems(tmp_path: Path) -> None:
