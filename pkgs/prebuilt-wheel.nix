@@ -23,12 +23,14 @@
   prune ? [ ],
   # SONAMEs that only the NVIDIA driver provides (libcuda.so.1): autoPatchelf must not look for them.
   driverSonames ? [ ],
-  # The variant's torch when it is among the libraries: its libraries live in the `lib` output, reached
-  # through site-packages/torch/lib, which autoPatchelf does not search on its own.
-  torch ? null,
+  # Directories autoPatchelf must search besides the inputs' lib/: Python packages keep their shared
+  # objects in site-packages (torch's live in its `lib` output, reached through site-packages/torch/lib).
+  searchPaths ? [ ],
 }:
 let
   native = libraries != [ ];
+  # Prebuilt machine code: ELF objects, or (flashinfer-cubin) GPU code in a pure-Python wheel.
+  nativeCode = native || !(wheel.tags ? any) || (wheel.native-code or false);
 in
 buildPythonPackage {
   pname = attr;
@@ -75,9 +77,9 @@ buildPythonPackage {
     echo "sglang-matrix: pruning ''${matches[*]}"
     rm -r "''${matches[@]}"
   '') prune;
-  preFixup = lib.optionalString (torch != null) ''
-    addAutoPatchelfSearchPath "${torch}/${python.sitePackages}/torch/lib"
-  '';
+  preFixup = lib.concatMapStrings (dir: ''
+    addAutoPatchelfSearchPath "${dir}"
+  '') searchPaths;
 
   # Stripping prebuilt CUDA objects can corrupt their device code (nixpkgs' torch-bin does the same).
   dontStrip = true;
@@ -93,9 +95,9 @@ buildPythonPackage {
   meta = {
     inherit (wheel) description homepage;
     license = lib.licenses.${wheel.license};
-    sourceProvenance = [
-      (if native then lib.sourceTypes.binaryNativeCode else lib.sourceTypes.binaryBytecode)
-    ];
     platforms = if wheel.tags ? any then lib.platforms.linux else builtins.attrNames wheel.tags;
+  }
+  // lib.optionalAttrs nativeCode {
+    sourceProvenance = [ lib.sourceTypes.binaryNativeCode ];
   };
 }

@@ -23,6 +23,15 @@ let
     else
       lib.getAttrFromPath parts pkgs;
 
+  # Where a Python library's shared objects are: torch's under site-packages/torch/lib, others anywhere
+  # in their site-packages (autoPatchelf searches it recursively).
+  searchPathOf =
+    path: drv:
+    if path == "python.pkgs.torch" then
+      "${drv}/${final.python.sitePackages}/torch/lib"
+    else
+      "${drv}/${final.python.sitePackages}";
+
   driverSonames = builtins.filter (soname: sonames.${soname} == "driver") (builtins.attrNames sonames);
 
   sourceOf =
@@ -52,7 +61,9 @@ let
           lib.unique (builtins.attrValues (wheel.requires or { }))
         )
       );
-      torch = if builtins.elem "python.pkgs.torch" libraries then final.torch else null;
+      searchPaths = map (path: searchPathOf path (resolve path)) (
+        builtins.filter (lib.hasPrefix "python.pkgs.") libraries
+      );
     };
 
   wheels = lib.filterAttrs (attr: _: variant.wheels ? ${attr}) line.wheels;

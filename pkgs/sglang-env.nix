@@ -8,6 +8,7 @@
   symlinkJoin,
   writeShellScript,
   writeText,
+  ninja,
   cudaPackages,
   python,
   sglang,
@@ -39,6 +40,10 @@ let
 
   cacheDir = "\${XDG_CACHE_HOME:-$HOME/.cache}/sglang-matrix/${variant.longName}";
 
+  # FlashInfer's runtime JIT runs `ninja` from PATH and compiles host code with $CXX (default `c++`);
+  # nvcc needs a host compiler it supports: the one nixpkgs' CUDA packages are built with.
+  hostCc = cudaPackages.backendStdenv.cc;
+
   # makeBinaryWrapper (which withPackages uses) cannot expand $HOME at run time, so the entry points are
   # small bash scripts in front of the environment's interpreter.
   launcher =
@@ -47,11 +52,16 @@ let
       # ${variant.name}: SGLang runtime environment (sglang-matrix).
       export CUDA_HOME=${cudaHome}
       export CUDA_PATH="$CUDA_HOME"
-      export PATH="$CUDA_HOME/bin''${PATH:+:$PATH}"
+      export PATH="$CUDA_HOME/bin:${lib.makeBinPath [ ninja hostCc ]}''${PATH:+:$PATH}"
       export CPATH="$CUDA_HOME/include''${CPATH:+:$CPATH}"
       export LIBRARY_PATH="$CUDA_HOME/lib:$CUDA_HOME/lib/stubs''${LIBRARY_PATH:+:$LIBRARY_PATH}"
-      : "''${FLASHINFER_JIT_DIR:=${cacheDir}/flashinfer-jit}"
-      export FLASHINFER_JIT_DIR
+      : "''${CC:=${hostCc}/bin/cc}" "''${CXX:=${hostCc}/bin/c++}"
+      export CC CXX
+      # FlashInfer 0.6 keeps its JIT cache under $FLASHINFER_WORKSPACE_BASE/.cache/flashinfer (the seed's
+      # FLASHINFER_JIT_DIR is a constant it derives from that, not a variable it reads). Its cache key
+      # embeds store paths, so each variant gets its own, writable, per user.
+      : "''${FLASHINFER_WORKSPACE_BASE:=${cacheDir}}"
+      export FLASHINFER_WORKSPACE_BASE
       # A PYTHONHOME from outside would point this interpreter at another standard library.
       unset PYTHONHOME
       exec ${exec} "$@"
@@ -60,7 +70,7 @@ let
   variantJson = writeText "${variant.longName}.json" (builtins.toJSON variant);
 
   interpreter = "${pythonEnv}/bin/${python.executable}";
-  entryPoints = {
+  launchers = builtins.mapAttrs launcher {
     python3 = interpreter;
     python = interpreter;
     ${python.executable} = interpreter;
@@ -74,7 +84,7 @@ symlinkJoin {
   postBuild = ''
     rm -f $out/bin/python*
     ${lib.concatStringsSep "\n" (
-      lib.mapAttrsToList (name: exec: "ln -s ${launcher name exec} $out/bin/${name}") entryPoints
+      lib.mapAttrsToList (name: script: "ln -s ${script} $out/bin/${name}") launchers
     )}
     mkdir -p $out/nix-support
     ln -s ${variantJson} $out/nix-support/sglang-matrix-variant.json
@@ -86,6 +96,7 @@ symlinkJoin {
       sglang
       variant
       cudaHome
+      launchers
       ;
     inherit (python.pkgs) torch;
   };

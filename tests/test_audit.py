@@ -498,7 +498,7 @@ def test_bad_input_exits_2(cli: Cli, args: tuple[str, ...], needle: str) -> None
             "gpu-code-gaps.sm75",
             "gpu-code-gaps.sm75 = 'sm75': must be \"*\" or a capability",
         ),
-        ('gpu-code-gaps."7.5" = "', 'gpu-code-gaps."7.5" = 3\nx = "', "must be a non-empty string"),
+        ('gpu-code-gaps."7.5" = "', 'gpu-code-gaps."7.5" = 3\n# "', "must be a non-empty string"),
     ],
 )
 def test_spec_gpu_code_gaps_validated(cli: Cli, project: Path, old: str, new: str, needle: str) -> None:

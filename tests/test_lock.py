@@ -209,3 +209,23 @@ def test_hash_mismatch_of_a_url_wheel_is_an_error(project: Path, cli, tmp_path: 
     assert proc.returncode == 2
     assert "hash mismatch" in proc.stderr and "flashinfer_jit_cache" in proc.stderr
     assert (project / LOCK_PATH).read_bytes() == before
+
+
+def test_a_failed_upgrade_leaves_spec_and_lock_as_they_were(project: Path, cli, tmp_path: Path) -> None:
+    spec_before = (project / "matrix.toml").read_bytes()
+    lock_before = (project / LOCK_PATH).read_bytes()
+    proc = cli(
+        "--root", str(project), "lock", "--upgrade", "sglang==0.0.0.1", "--cache", str(tmp_path / "c"),
+        env={"PIP_NO_INDEX": "1", "PIP_FIND_LINKS": str(tmp_path)},
+    )  # fmt: skip
+    assert proc.returncode == 2 and "pip download" in proc.stderr
+    assert (project / "matrix.toml").read_bytes() == spec_before
+    assert (project / LOCK_PATH).read_bytes() == lock_before
+
+
+def test_upgrade_refuses_a_wheel_fetched_by_url(project: Path, cli) -> None:
+    before = (project / "matrix.toml").read_bytes()
+    proc = cli("--root", str(project), "lock", "--upgrade", "flashinfer-jit-cache==0.6.6")
+    assert proc.returncode == 2
+    assert "flashinfer-jit-cache is fetched by URL: change its version, url and hash together" in proc.stderr
+    assert (project / "matrix.toml").read_bytes() == before

@@ -147,6 +147,7 @@ p: builtins.mapAttrs (name: env:
     mainProgram = env.meta.mainProgram;
     postBuild = env.postBuild;
     envLibs = map (x: x.name) env.pythonEnv.extraLibs;
+    launcher = env.launchers.sglang-serve.text;
     torch = { pname = t.pname; pre = t.preConfigure; build = t.preBuild; cudnn = t.USE_CUDNN or null;
               features = t.requiredSystemFeatures; caps = t.cudaCapabilities; tag = t.sglangMatrix;
               drv = t.drvPath; cuda = t.cudaPackages.cudaMajorMinorVersion; };
@@ -304,6 +305,20 @@ def test_variant_environment(facts: dict[str, Any]) -> None:
         assert f"$out/bin/{entry}" in env["postBuild"]
     assert "nix-support/sglang-matrix-variant.json" in env["postBuild"]
     assert env["envLibs"] == ["python3.12-sglang-0.5.9", "python3.12-sglang-matrix-runtime-0.1.0"]
+    launcher = env["launcher"]
+    # What FlashInfer's and sgl-kernel's runtime JIT need, from the closure: nvcc and headers under
+    # CUDA_HOME, ninja and a host compiler on PATH, a per-variant writable cache.
+    assert re.search(r"export CUDA_HOME=/nix/store/\S+-sglang-matrix-cuda-home-12\.8\n", launcher)
+    assert re.search(
+        r'export PATH="\$CUDA_HOME/bin:/nix/store/\S+-ninja-[^/]+/bin:/nix/store/\S+-gcc-wrapper', launcher
+    )
+    assert "CXX:=/nix/store/" in launcher and "export CC CXX" in launcher
+    assert (
+        ': "${FLASHINFER_WORKSPACE_BASE:=${XDG_CACHE_HOME:-$HOME/.cache}/sglang-matrix/'
+        'sglang-python312-cuda12_8-sm90-avx512}"' in launcher
+    )
+    assert "unset PYTHONHOME" in launcher
+    assert re.search(r"exec /nix/store/\S+-env/bin/python3\.12 -m sglang_matrix\.serve", launcher)
 
 
 def test_shared_derivations_are_shared(facts: dict[str, Any], variants: dict[str, Any]) -> None:

@@ -702,3 +702,15 @@ def test_gpu_scripts_compile() -> None:
 
     for name in ("MATMUL", "FLASHINFER", "SGL_KERNEL", "MAKE_MODEL"):
         compile(getattr(smoke_gpu, name), name, "exec")
+
+
+def test_gpu_checks_know_the_spec_s_accepted_gaps(root: Path) -> None:
+    """On a GPU whose capability sgl-kernel has no code for (as the spec accepts), its check is skipped."""
+    from sglang_matrix.smoke import variant_from_spec
+    from sglang_matrix.spec import load_spec
+
+    spec = load_spec(root / "matrix.toml")
+    variant = variant_from_spec(spec, "sglang-sm75-avx2")
+    assert set(variant.gaps["gpu:sgl-kernel"]) == {"6.1", "7.5"}
+    assert "cannot run on Turing" in variant.gaps["gpu:sgl-kernel"]["7.5"]
+    assert "gpu:flashinfer" not in variant.gaps  # flashinfer-python declares no gaps

@@ -82,7 +82,7 @@ BAD_SPECS = [
     ),
     pytest.param(
         'optional = "FlashInfer JIT-compiles',
-        'not-optional = "FlashInfer JIT-compiles',
+        '# optional = "FlashInfer JIT-compiles',
         r"flashinfer-jit-cache\.tags = \['x86_64-linux'\]: has no wheel for the line's system aarch64-linux",
         id="missing-wheel-not-optional",
     ),
@@ -100,9 +100,39 @@ BAD_SPECS = [
     ),
     pytest.param(
         'keep-for = ["10.0", "10.3"]\noptional',
-        'keep-for = ["10.0", "10.3"]\nnot-optional',
+        'keep-for = ["10.0", "10.3"]\n# optional',
         r"wheels\.flashinfer-cubin\.keep-for = \['10\.0', '10\.3'\]: a wheel pruning may leave out",
         id="keep-for-not-optional",
+    ),
+    pytest.param(
+        'remove-deps = true\ndescription = "xgrammar',
+        'remove-dep = true\ndescription = "xgrammar',
+        r"wheels\.xgrammar\.remove-dep = True: unknown field \(known: pname, version",
+        id="misspelt-wheel-key",
+    ),
+    pytest.param(
+        "\ncudnn = false",
+        "\ncudnnn = false",
+        r"matrix\.toml: targets\.sm61\.cudnnn = False: unknown field",
+        id="misspelt-target-key",
+    ),
+    pytest.param(
+        'isa = ["avx512bf16", "avx512vnni"]',
+        'isa = ["avx512-bf16", "avx512vnni"]',
+        r"lines\.\"0\.5\.9\"\.exclude\[0\]\.isa = 'avx512-bf16': not a known isa",
+        id="exclude-matches-nothing",
+    ),
+    pytest.param(
+        'cuda = ["12.8"]\noptional',
+        'cuda = ["12.x"]\noptional',
+        r"wheels\.flashinfer-jit-cache\.cuda = '12\.x': not one of the line's CUDA releases",
+        id="wheel-cuda-unknown",
+    ),
+    pytest.param(
+        'license = "asl20"',
+        'license = "apache2"',
+        r"wheels\.sglang\.license = 'apache2': not a nixpkgs lib\.licenses name known here",
+        id="license-unknown",
     ),
 ]
 

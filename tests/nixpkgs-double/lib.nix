@@ -17,6 +17,7 @@ let
     concatMap = f: list: builtins.concatLists (map f list);
     concatMapStringsSep = sep: f: list: concatStringsSep sep (map f list);
     concatMapStrings = f: list: concatStringsSep "" (map f list);
+    hasPrefix = prefix: s: builtins.substring 0 (builtins.stringLength prefix) s == prefix;
     unique = builtins.foldl' (acc: x: if elem x acc then acc else acc ++ [ x ]) [ ];
     nameValuePair = name: value: { inherit name value; };
     mapAttrsToList = f: set: map (n: f n set.${n}) (attrNames set);

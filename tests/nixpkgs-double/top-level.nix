@@ -144,14 +144,22 @@ in
       isx86_64 = system == "x86_64-linux";
       isAarch64 = system == "aarch64-linux";
     };
-    cc.cc = mkDerivation {
-      pname = "gcc";
-      version = "14.3.0";
-      outputs = [
-        "out"
-        "lib"
-      ];
-    };
+    # The compiler wrapper; its `cc` is the compiler itself, whose `lib` output holds libstdc++.
+    cc =
+      mkDerivation {
+        pname = "gcc-wrapper";
+        version = "14.3.0";
+      }
+      // {
+        cc = mkDerivation {
+          pname = "gcc";
+          version = "14.3.0";
+          outputs = [
+            "out"
+            "lib"
+          ];
+        };
+      };
     inherit mkDerivation;
   };
 
@@ -169,6 +177,10 @@ in
   makeWrapper = hook "make-shell-wrapper-hook";
   makeBinaryWrapper = hook "make-binary-wrapper-hook";
 
+  ninja = mkDerivation {
+    pname = "ninja";
+    version = "1.13.1";
+  };
   numactl = mkDerivation {
     pname = "numactl";
     version = "2.0.18";

@@ -15,7 +15,7 @@ from rich.table import Table
 
 from . import workflow  # noqa: F401  (registers the CI workflow renderer)
 from .errors import UserError
-from .fsutil import SPEC_NAME, cache_dir, find_root
+from .fsutil import SPEC_NAME, cache_dir, find_root, write_atomic
 from .plan import plan
 from .spec import Spec, load_spec
 from .variants import find_variant, resolve_variants
@@ -215,10 +215,12 @@ def lock_cmd(
         sys.exit(1 if problems else 0)
 
     only = None
+    spec_path = ctx.root / SPEC_NAME
+    before = spec_path.read_text(encoding="utf-8") if upgrade else None
     if upgrade:
         from .upgrade import upgrade_spec
 
-        only = [upgrade_spec(ctx.root / SPEC_NAME, upgrade, line_name)]
+        only = [upgrade_spec(spec_path, upgrade, line_name)]
         ctx.reload()
     spec = ctx.spec
     with Progress(
@@ -234,9 +236,14 @@ def lock_cmd(
         def report(filename: str, done: int, total: int) -> None:
             progress.update(task, completed=done, total=total, description=filename or "done")
 
-        changed, notes = lockfile.lock(
-            spec, ctx.root, cache or cache_dir("wheels"), only=only, progress=report
-        )
+        try:
+            changed, notes = lockfile.lock(
+                spec, ctx.root, cache or cache_dir("wheels"), only=only, progress=report
+            )
+        except UserError:
+            if before is not None:  # the upgrade did not lock: the spec goes back as it was
+                write_atomic(spec_path, before)
+            raise
     if as_json:
         click.echo(json.dumps({"changed": changed, "notes": notes}, indent=2))
         return

@@ -24,6 +24,32 @@ MAJOR_MINOR_RE = re.compile(r"^[0-9]+\.[0-9]+$")
 NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]*$")
 SRI_RE = re.compile(r"^sha256-[A-Za-z0-9+/]{43}=$")
 SYSTEMS = ("x86_64-linux", "aarch64-linux")
+# The keys of each table with a fixed shape (anything else is a typo and an error).
+TOP_KEYS = ("schema", "nixpkgs", "build", "isas", "capabilities", "targets", "sonames", "lines", "plan")
+NIXPKGS_KEYS = ("rev", "min-nix")
+BUILD_KEYS = ("max-jobs-cap", "default-variant", "prune-device-code")
+ISA_KEYS = ("systems", "description", "flags", "cpu-features")
+CAPABILITY_KEYS = ("min-cuda", "max-cuda")
+TARGET_KEYS = ("capabilities", "architecture", "gpus", "cudnn", "cudnn-reason")
+LINE_KEYS = (
+    "python",
+    "cuda",
+    "systems",
+    "targets",
+    "isas",
+    "short-name",
+    "long-name",
+    "torch",
+    "wheels",
+    "exclude",
+)
+WHEEL_KEYS = (
+    "pname", "version", "tags", "url", "hash", "libraries", "requires", "dropped", "gpu-code-gaps",
+    "accepted-skew", "imports", "no-import-check", "remove-deps", "native-code", "description", "homepage",
+    "license", "cuda", "optional", "keep-for", "prune",
+)  # fmt: skip
+# nixpkgs `lib.licenses` attributes a wheel may name (extend as needed: the name must exist there).
+LICENSES = ("asl20", "bsd2", "bsd3", "mit", "mpl20", "unfree", "unfreeRedistributable")
 # The fields an `exclude` entry may match on, as the variant names them.
 EXCLUDE_FIELDS = ("python", "cuda", "system", "target", "isa")
 PLACEHOLDERS = ("target", "isa", "python", "cuda", "line")
@@ -243,6 +269,13 @@ class _Reader:
                 raise self.fail(f"{here}[{i}]", item, "must be a non-empty string")
         return tuple(value)
 
+    def only(self, data: dict[str, Any], path: str, allowed: tuple[str, ...]) -> None:
+        """Reject keys this table does not have: a misspelt key must not be ignored silently."""
+        for name in data:
+            if name not in allowed:
+                here = f"{path}.{key(name)}" if path else key(name)
+                raise self.fail(here, data[name], f"unknown field (known: {', '.join(allowed)})")
+
     def one_or_more(self, data: dict[str, Any], name: str, path: str) -> tuple[str, ...]:
         """A field that is one string or a non-empty list of strings."""
         if isinstance(data.get(name), str):
@@ -308,7 +341,9 @@ def parse_spec(data: dict[str, Any], path: Path, file: str) -> Spec:
     if schema != SCHEMA:
         raise r.fail("schema", schema if schema is not None else "<missing>", f"must be {SCHEMA}")
 
+    r.only(data, "", TOP_KEYS)
     nixpkgs = r.table(data, "nixpkgs", "")
+    r.only(nixpkgs, "nixpkgs", NIXPKGS_KEYS)
     rev = r.string(nixpkgs, "rev", "nixpkgs")
     if not re.fullmatch(r"[0-9a-f]{40}", rev):
         raise r.fail("nixpkgs.rev", rev, "must be a 40-digit lowercase hex commit")
@@ -317,6 +352,7 @@ def parse_spec(data: dict[str, Any], path: Path, file: str) -> Spec:
         raise r.fail("nixpkgs.min-nix", min_nix, 'must look like "2.18"')
 
     build = r.table(data, "build", "")
+    r.only(build, "build", BUILD_KEYS)
     cap = build.get("max-jobs-cap", "<missing>")
     if not isinstance(cap, int) or isinstance(cap, bool) or cap < 1:
         raise r.fail("build.max-jobs-cap", cap, "must be a positive integer")
@@ -364,6 +400,7 @@ def _parse_isas(r: _Reader, raw: dict[str, Any]) -> dict[str, Isa]:
         if not NAME_RE.match(name):
             raise r.fail(path, name, "ISA names must be letters, digits, '_' or '-'")
         t = r.table(raw, name, "isas")
+        r.only(t, path, ISA_KEYS)
         systems = r.strings(t, "systems", path)
         for i, system in enumerate(systems):
             if system not in SYSTEMS:
@@ -382,6 +419,7 @@ def _parse_capabilities(r: _Reader, raw: dict[str, Any]) -> dict[str, Capability
         if not CAPABILITY_RE.match(name):
             raise r.fail(path, name, 'a capability must look like "9.0"')
         t = r.table(raw, name, "capabilities")
+        r.only(t, path, CAPABILITY_KEYS)
         min_cuda = r.string(t, "min-cuda", path)
         max_cuda = r.string(t, "max-cuda", path, required=False) or None
         for fname, value in (("min-cuda", min_cuda), ("max-cuda", max_cuda)):
@@ -398,6 +436,7 @@ def _parse_targets(r: _Reader, raw: dict[str, Any], capabilities: dict[str, Capa
         if not NAME_RE.match(name):
             raise r.fail(path, name, "target names must be letters, digits, '_' or '-'")
         t = r.table(raw, name, "targets")
+        r.only(t, path, TARGET_KEYS)
         caps = r.strings(t, "capabilities", path)
         if not caps:
             raise r.fail(f"{path}.capabilities", [], "a target needs at least one capability")
@@ -448,6 +487,7 @@ def _parse_line(
     capabilities: dict[str, Capability],
 ) -> Line:
     path = f"lines.{key(name)}"
+    r.only(t, path, LINE_KEYS)
     pythons = r.one_or_more(t, "python", path)
     for i, python in enumerate(pythons):
         if not re.fullmatch(r"3\.[0-9]+", python):
@@ -499,6 +539,7 @@ def _parse_line(
         templates[field_name] = template
 
     torch = r.table(t, "torch", path)
+    r.only(torch, f"{path}.torch", ("version",))
     torch_version = _version(r, torch, f"{path}.torch")
 
     wheels_raw = r.table(t, "wheels", path)
@@ -507,6 +548,36 @@ def _parse_line(
         for attr in wheels_raw
     }
     excludes = _parse_excludes(r, t, path)
+    # An exclude value must name something the spec knows (a typo would silently exclude nothing); it need
+    # not be on this line (a rule may outlive a value the line dropped).
+    known = {"system": SYSTEMS, "target": tuple(targets), "isa": tuple(isas)}
+    formats = {"python": r"3\.[0-9]+", "cuda": r"[0-9]+\.[0-9]+"}
+    for i, rule in enumerate(excludes):
+        for axis, values in rule.fields.items():
+            for value in values:
+                bad = not re.fullmatch(formats[axis], value) if axis in formats else value not in known[axis]
+                if bad:
+                    raise r.fail(
+                        f"{path}.exclude[{i}].{axis}",
+                        value,
+                        f"not a known {axis}: the rule would match nothing",
+                    )
+    for attr, wheel in wheels.items():
+        for cuda in wheel.cudas:
+            if cuda not in cudas:
+                raise r.fail(
+                    f"{path}.wheels.{key(attr)}.cuda",
+                    cuda,
+                    f"not one of the line's CUDA releases ({', '.join(cudas)})",
+                )
+        for cap in wheel.keep_for:
+            if cap not in capabilities:
+                raise r.fail(f"{path}.wheels.{key(attr)}.keep-for", cap, "not in [capabilities]")
+        for cap in wheel.gpu_code_gaps:
+            if cap != "*" and cap not in capabilities:
+                raise r.fail(
+                    f"{path}.wheels.{key(attr)}.gpu-code-gaps.{key(cap)}", cap, "not in [capabilities]"
+                )
     return Line(
         name=name,
         pythons=pythons,
@@ -557,6 +628,15 @@ def _parse_excludes(r: _Reader, t: dict[str, Any], path: str) -> tuple[Exclude, 
     return tuple(excludes)
 
 
+def _license(r: _Reader, t: dict[str, Any], path: str) -> str:
+    value = r.string(t, "license", path)
+    if value not in LICENSES:
+        raise r.fail(
+            f"{path}.license", value, f"not a nixpkgs lib.licenses name known here ({', '.join(LICENSES)})"
+        )
+    return value
+
+
 def _parse_prune(r: _Reader, t: dict[str, Any], path: str) -> tuple[PruneRule, ...]:
     raw = t.get("prune", [])
     here = f"{path}.prune"
@@ -599,6 +679,7 @@ def _version(r: _Reader, t: dict[str, Any], path: str) -> str:
 
 def _parse_wheel(r: _Reader, attr: str, t: dict[str, Any], parent: str, systems: tuple[str, ...]) -> Wheel:
     path = f"{parent}.{key(attr)}"
+    r.only(t, path, WHEEL_KEYS)
     version = _version(r, t, path)
     pname = r.string(t, "pname", path)
     if not re.fullmatch(r"[A-Za-z0-9_.]+", pname) or "-" in pname:
@@ -696,5 +777,5 @@ def _parse_wheel(r: _Reader, attr: str, t: dict[str, Any], parent: str, systems:
         prune=_parse_prune(r, t, path),
         description=r.string(t, "description", path),
         homepage=r.string(t, "homepage", path),
-        license=r.string(t, "license", path),
+        license=_license(r, t, path),
     )

@@ -35,6 +35,11 @@ def upgrade_spec(path: Path, requirement: str, line_name: str | None) -> str:
         raise UserError(f"{path.name}: no release line has a wheel named {name}")
     if len(holders) > 1:
         raise UserError(f"{path.name}: {name} is in lines {', '.join(holders)}; pick one with --line")
+    if spec.lines[holders[0]].wheels[name].url:
+        raise UserError(
+            f"{path.name}: lines.{key(holders[0])}.wheels.{name} is fetched by URL: change its version, url "
+            "and hash together by hand, then run `sglang-matrix lock`"
+        )
     text = path.read_text(encoding="utf-8")
     header = re.compile(
         r"^\[lines\.(?:\""
