@@ -269,6 +269,13 @@ class _Reader:
                 raise self.fail(f"{here}[{i}]", item, "must be a non-empty string")
         return tuple(value)
 
+    def tables(self, data: dict[str, Any], name: str, path: str) -> list[dict[str, Any]]:
+        """An optional array of tables ([[path.name]])."""
+        raw = data.get(name, [])
+        if not isinstance(raw, list) or not all(isinstance(e, dict) for e in raw):
+            raise self.fail(f"{path}.{key(name)}", raw, f"must be an array of tables ([[...{name}]])")
+        return raw
+
     def only(self, data: dict[str, Any], path: str, allowed: tuple[str, ...]) -> None:
         """Reject keys this table does not have: a misspelt key must not be ignored silently."""
         for name in data:
@@ -605,23 +612,12 @@ def unsupported(capabilities: dict[str, Capability], caps: tuple[str, ...], cuda
 
 
 def _parse_excludes(r: _Reader, t: dict[str, Any], path: str) -> tuple[Exclude, ...]:
-    raw = t.get("exclude", [])
-    here = f"{path}.exclude"
-    if not isinstance(raw, list) or not all(isinstance(e, dict) for e in raw):
-        raise r.fail(here, raw, "must be an array of tables ([[...exclude]])")
     excludes = []
-    for i, entry in enumerate(raw):
-        where = f"{here}[{i}]"
+    for i, entry in enumerate(r.tables(t, "exclude", path)):
+        where = f"{path}.exclude[{i}]"
+        r.only(entry, where, (*EXCLUDE_FIELDS, "reason"))
         reason = r.string(entry, "reason", where)
-        fields = {}
-        for name, value in entry.items():
-            if name == "reason":
-                continue
-            if name not in EXCLUDE_FIELDS:
-                raise r.fail(
-                    f"{where}.{key(name)}", value, f"unknown field (known: {', '.join(EXCLUDE_FIELDS)})"
-                )
-            fields[name] = r.one_or_more(entry, name, where)
+        fields = {name: r.one_or_more(entry, name, where) for name in entry if name != "reason"}
         if not fields:
             raise r.fail(where, entry, "matches every variant: name at least one field")
         excludes.append(Exclude(fields, reason))
@@ -638,19 +634,10 @@ def _license(r: _Reader, t: dict[str, Any], path: str) -> str:
 
 
 def _parse_prune(r: _Reader, t: dict[str, Any], path: str) -> tuple[PruneRule, ...]:
-    raw = t.get("prune", [])
-    here = f"{path}.prune"
-    if not isinstance(raw, list) or not all(isinstance(e, dict) for e in raw):
-        raise r.fail(here, raw, "must be an array of tables ([[...prune]])")
     rules = []
-    for i, entry in enumerate(raw):
-        where = f"{here}[{i}]"
-        unknown = set(entry) - {"path", "keep-for", "keep-but", "reason"}
-        if unknown:
-            name = sorted(unknown)[0]
-            raise r.fail(
-                f"{where}.{key(name)}", entry[name], "unknown field (known: path, keep-for, keep-but, reason)"
-            )
+    for i, entry in enumerate(r.tables(t, "prune", path)):
+        where = f"{path}.prune[{i}]"
+        r.only(entry, where, ("path", "keep-for", "keep-but", "reason"))
         rel = r.string(entry, "path", where)
         if rel.startswith("/") or ".." in rel.split("/") or not re.fullmatch(r"[A-Za-z0-9_.*/+-]+", rel):
             raise r.fail(
