@@ -13,8 +13,11 @@ in
   gpuTargets = variant.capabilities;
 }).overrideAttrs
   (old: {
-    # A tag in the name, so that store paths say which variant a torch is for.
+    # A tag in the name, so that store paths say which variant a torch is for. `name` is set as well as
+    # `pname`: whether buildPythonPackage derives the name from an overridden pname is not something
+    # to rely on. The version stays last, as Nix's name parsing expects.
     pname = "${old.pname}-${variant.target}-${variant.isa}";
+    name = "${lib.removeSuffix "-${old.version}" old.name}-${variant.target}-${variant.isa}-${old.version}";
 
     env =
       (old.env or { })

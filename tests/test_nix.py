@@ -148,7 +148,8 @@ p: builtins.mapAttrs (name: env:
     postBuild = env.postBuild;
     envLibs = map (x: x.name) env.pythonEnv.extraLibs;
     launcher = env.launchers.sglang-serve.text;
-    torch = { pname = t.pname; pre = t.preConfigure; build = t.preBuild; cudnn = t.USE_CUDNN or null;
+    torch = { pname = t.pname; name = t.name;
+              pre = t.preConfigure; build = t.preBuild; cudnn = t.USE_CUDNN or null;
               features = t.requiredSystemFeatures; caps = t.cudaCapabilities; tag = t.sglangMatrix;
               drv = t.drvPath; cuda = t.cudaPackages.cudaMajorMinorVersion; };
     wheels = builtins.mapAttrs (_: wheel) (builtins.intersectAttrs env.variant.wheels py);
@@ -207,6 +208,7 @@ def test_sm90_avx512(facts: dict[str, Any]) -> None:
     assert re.search(r'export CFLAGS=".*-mavx512f', torch["pre"])
     assert re.search(r'export CXXFLAGS=".*-mavx512f', torch["pre"])
     assert torch["pname"] == "torch-sm90-avx512"
+    assert torch["name"] == "python3.12-torch-sm90-avx512-2.9.1"
     assert torch["tag"] == {
         "target": "sm90",
         "isa": "avx512",
@@ -264,7 +266,9 @@ def test_wheels(facts: dict[str, Any], root: Path) -> None:
 def test_the_full_matrix_evaluates_with_its_rules(facts: dict[str, Any], root: Path) -> None:
     lock = read_lock(root)["wheels"]
     gb300 = facts["sglang-python312-cuda12_9-sm103-armv9"]
-    assert gb300["torch"]["cuda"] == "12.9" and gb300["torch"]["caps"] == ["10.3"]
+    # gpuTargets reaches TORCH_CUDA_ARCH_LIST as given (passthru.cudaCapabilities is filtered by torch's
+    # own supported list in nixpkgs, which the double does not model, so it is not asserted for 10.3).
+    assert gb300["torch"]["cuda"] == "12.9" and 'TORCH_CUDA_ARCH_LIST="10.3"' in gb300["torch"]["pre"]
     assert "-march=armv9-a+sve2+bf16+i8mm" in gb300["torch"]["pre"]
     kernel = lock["sgl_kernel-0.3.21-cp310-abi3-manylinux2014_aarch64.whl"]
     assert gb300["wheels"]["sgl-kernel"]["src"] == kernel["hash"]

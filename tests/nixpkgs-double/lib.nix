@@ -18,6 +18,13 @@ let
     concatMapStringsSep = sep: f: list: concatStringsSep sep (map f list);
     concatMapStrings = f: list: concatStringsSep "" (map f list);
     hasPrefix = prefix: s: builtins.substring 0 (builtins.stringLength prefix) s == prefix;
+    removeSuffix =
+      suffix: s:
+      let
+        n = builtins.stringLength s;
+        m = builtins.stringLength suffix;
+      in
+      if m <= n && builtins.substring (n - m) m s == suffix then builtins.substring 0 (n - m) s else s;
     unique = builtins.foldl' (acc: x: if elem x acc then acc else acc ++ [ x ]) [ ];
     nameValuePair = name: value: { inherit name value; };
     mapAttrsToList = f: set: map (n: f n set.${n}) (attrNames set);

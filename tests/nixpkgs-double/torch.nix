@@ -85,6 +85,8 @@ makeOverridable (
   mkDerivation {
     pname = "torch";
     version = "2.9.1";
+    # As buildPythonPackage names it.
+    name = "python${interp.pythonVersion}-torch-2.9.1";
     outputs = [
       "out"
       "dev"
