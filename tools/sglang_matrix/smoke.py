@@ -51,6 +51,7 @@ from .audit import AuditError
 from .audit.elf import ElfInfo, is_elf, parse_elf
 from .audit.fatbin import parse_fatbin
 from .errors import UserError
+from .which import recorded_host_options
 
 Status = Literal["passed", "failed", "skipped"]
 
@@ -1191,18 +1192,7 @@ def results_in(directory: Path) -> list[tuple[Path, str]]:
     show_default=True,
     help="Seconds to wait for the test server's /health.",
 )
-@click.option(
-    "--cpuinfo",
-    type=click.Path(dir_okay=False, path_type=Path),
-    metavar="FILE",
-    help="A recorded /proc/cpuinfo instead of this host's.",
-)
-@click.option(
-    "--nvidia-smi-output",
-    type=click.Path(dir_okay=False, path_type=Path),
-    metavar="FILE",
-    help="Recorded nvidia-smi output (see `sglang-matrix which`) instead of asking the driver.",
-)
+@recorded_host_options
 @click.pass_obj
 def smoke(
     obj: Any,

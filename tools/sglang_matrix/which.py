@@ -511,20 +511,25 @@ def run_which(
     return 0 if outcome.choice is not None else 1
 
 
+def recorded_host_options(func: Any) -> Any:
+    """--nvidia-smi-output and --cpuinfo: recorded host data instead of this host's (which, smoke)."""
+    func = click.option(
+        "--cpuinfo",
+        type=click.Path(dir_okay=False, path_type=Path),
+        metavar="FILE",
+        help="A recorded /proc/cpuinfo (or lscpu output) instead of this host's.",
+    )(func)
+    return click.option(
+        "--nvidia-smi-output",
+        type=click.Path(dir_okay=False, path_type=Path),
+        metavar="FILE",
+        help="Recorded nvidia-smi output ('### query' and '### nvidia-smi' sections) instead of the driver.",
+    )(func)
+
+
 @click.command()
 @click.option("--json", "as_json", is_flag=True, help="Print the detection and the decision as JSON.")
-@click.option(
-    "--nvidia-smi-output",
-    type=click.Path(dir_okay=False, path_type=Path),
-    metavar="FILE",
-    help="Recorded nvidia-smi output ('### query' and '### nvidia-smi' sections) instead of the driver.",
-)
-@click.option(
-    "--cpuinfo",
-    type=click.Path(dir_okay=False, path_type=Path),
-    metavar="FILE",
-    help="A recorded /proc/cpuinfo (or lscpu output) instead of this host's.",
-)
+@recorded_host_options
 @click.option(
     "--machine", metavar="ARCH", help="Machine architecture (x86_64, aarch64) instead of this host's."
 )
