@@ -84,6 +84,8 @@
       packages = lib.genAttrs systems packagesFor;
 
       # Hydra: one job per variant (short names), e.g. hydraJobs.sglang-sm90-avx512.x86_64-linux.
+      # `nix flake check` evaluates every one of them (each variant's CUDA nixpkgs instance and torch):
+      # bench/flake-check measures that against the `checks` alone, which instantiate no variant.
       hydraJobs = lib.listToAttrs (
         map (v: lib.nameValuePair v.name { ${v.system} = built.${v.longName}; }) variants
       );

@@ -46,6 +46,7 @@ let
           ;
         inherit (t) capabilities architecture gpus;
         cflags = isaLib.flags c.isa;
+        gccArch = isaLib.gccArch c.isa;
         cudnn = t.cudnn or true;
         maxJobsCap = matrix.build.max-jobs-cap;
         versions = builtins.listToAttrs (
@@ -120,5 +121,17 @@ in
   nixpkgsKeys = util.unique (map (v: v.nixpkgsKey) variants);
 
   inherit wheelFile;
+
+  # The cudaPackages attributes of the runtime JIT's CUDA_HOME (pkgs/cuda-home.nix): [jit-headers]'s
+  # `always` and every package its header table names, each once, sorted. tools/sglang_matrix/jit_headers.py
+  # computes the same list (a test compares them) and checks the table against the wheels' real headers.
+  jitCudaParts =
+    let
+      table = matrix.jit-headers or { };
+    in
+    builtins.sort builtins.lessThan (
+      util.unique ((table.always or [ ]) ++ builtins.attrValues (table.cuda or { }))
+    );
+
   defaultVariant = matrix.build.default-variant;
 }

@@ -9,4 +9,6 @@ in
   fits = name: system: builtins.elem system (isa name).systems;
   # The flags as one string, as they go into CFLAGS and CXXFLAGS.
   flagString = name: builtins.concatStringsSep " " (isa name).flags;
+  # The -march name a builder must advertise as the system feature gccarch-<name> (null: none).
+  gccArch = name: (isa name).gcc-arch or null;
 }

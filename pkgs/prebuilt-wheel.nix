@@ -26,13 +26,17 @@
   # Directories autoPatchelf must search besides the inputs' lib/: Python packages keep their shared
   # objects in site-packages (torch's live in its `lib` output, reached through site-packages/torch/lib).
   searchPaths ? [ ],
+  # requiredSystemFeatures: gccarch-<march> when the import check loads the variant's torch, whose code
+  # needs the ISA (a builder without it dies with SIGILL).
+  systemFeatures ? [ ],
 }:
 let
   native = libraries != [ ];
   # Prebuilt machine code: ELF objects, or (flashinfer-cubin) GPU code in a pure-Python wheel.
   nativeCode = native || !(wheel.tags ? any) || (wheel.native-code or false);
 in
-buildPythonPackage {
+buildPythonPackage (
+{
   pname = attr;
   inherit (wheel) version;
   format = "wheel";
@@ -89,7 +93,6 @@ buildPythonPackage {
   dontUseNinjaInstall = true;
   dontUseCmakeConfigure = true;
 
-  pythonRemoveDeps = wheel.remove-deps or false;
   pythonImportsCheck = wheel.imports or [ ];
 
   meta = {
@@ -101,3 +104,12 @@ buildPythonPackage {
     sourceProvenance = [ lib.sourceTypes.binaryNativeCode ];
   };
 }
+# Only where the spec asks: mk-python-derivation adds the relax-deps hook whenever the attribute exists,
+# even set to false, and that hook unpacks and repacks the wheel (sgl-kernel's 535 MB included).
+// lib.optionalAttrs (wheel.remove-deps or false) {
+  pythonRemoveDeps = true;
+}
+// lib.optionalAttrs (systemFeatures != [ ]) {
+  requiredSystemFeatures = systemFeatures;
+}
+)

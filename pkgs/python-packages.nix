@@ -43,6 +43,48 @@ let
 
   mkPrebuiltWheel = final.callPackage ./prebuilt-wheel.nix { };
 
+  # Code built with the ISA's flags (torch) dies with SIGILL on a CPU without them: whatever imports torch
+  # while it builds needs a builder that advertises gccarch-<march> (nixpkgs' convention), as torch does.
+  gccFeatures = lib.optional ((variant.gccArch or null) != null) "gccarch-${variant.gccArch}";
+
+  # A wheel of the line that requires torch, directly or through another wheel of the line.
+  requiresTorch =
+    attr:
+    let
+      reqs = lib.unique (builtins.attrValues (line.wheels.${attr}.requires or { }));
+    in
+    builtins.elem "torch" reqs || builtins.any (r: r != attr && line.wheels ? ${r} && requiresTorch r) reqs;
+
+  # nixpkgs packages of the closure whose checks (on by default) would run against the variant's torch and
+  # rebuild their test inputs against it, per variant (tests/nixpkgs-double/python-modelled.nix cites each
+  # expression): torchao's (bitsandbytes compiles CUDA code against torch; transformers), compressed-
+  # tensors' (its tests load the variant's torch), and safetensors', whose only torch is a test input:
+  # with its checks on, every variant would rebuild safetensors and transformers above it.
+  checksOff = [
+    "compressed-tensors"
+    "safetensors"
+    "torchao"
+  ];
+  # nixpkgs packages whose build imports torch (pythonImportsCheck, or an import in their checkPhase).
+  importsTorch = [
+    "compressed-tensors"
+    "outlines"
+    "torchao"
+    "torchvision"
+  ];
+  adjusted =
+    name:
+    let
+      checked =
+        if builtins.elem name checksOff then prev.${name}.overridePythonAttrs { doCheck = false; } else prev.${name};
+    in
+    if builtins.elem name importsTorch && gccFeatures != [ ] then
+      checked.overrideAttrs (old: {
+        requiredSystemFeatures = lib.unique ((old.requiredSystemFeatures or [ ]) ++ gccFeatures);
+      })
+    else
+      checked;
+
   wheelPackage =
     attr: wheel:
     let
@@ -64,12 +106,23 @@ let
       searchPaths = map (path: searchPathOf path (resolve path)) (
         builtins.filter (lib.hasPrefix "python.pkgs.") libraries
       );
+      systemFeatures = lib.optionals ((wheel.imports or [ ]) != [ ] && requiresTorch attr) gccFeatures;
     };
 
   wheels = lib.filterAttrs (attr: _: variant.wheels ? ${attr}) line.wheels;
 in
 builtins.mapAttrs wheelPackage wheels
+// lib.genAttrs (lib.unique (checksOff ++ importsTorch)) adjusted
 // {
+  # nixpkgs' torchvision takes `torch` from this set, so it builds against the variant's torch. Its
+  # TORCH_CUDA_ARCH_LIST comes from torch.cudaCapabilities, which at the pin keeps nixpkgs' duplicate
+  # "10.0" (and is filtered by torch's own list): the variant's capabilities instead, each once.
+  torchvision = (adjusted "torchvision").overrideAttrs (old: {
+    env = (old.env or { }) // {
+      TORCH_CUDA_ARCH_LIST = lib.concatStringsSep ";" (lib.unique variant.capabilities);
+    };
+  });
+
   torch =
     if prev.torch.version != line.torch.version then
       throw "sglang-matrix: matrix.toml pins torch ${line.torch.version}, but this nixpkgs has ${prev.torch.version}"

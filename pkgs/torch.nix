@@ -6,6 +6,10 @@
 }:
 let
   flags = lib.concatStringsSep " " variant.cflags;
+  # Code built with the ISA's flags dies with SIGILL on a CPU without them, and torch's own build imports
+  # it (pythonImportsCheck): only a builder that advertises gccarch-<march> (nixpkgs' convention) may
+  # take it. lib/ and tools/sglang_matrix/variants.py carry the name from matrix.toml's [isas].
+  gccFeatures = lib.optional ((variant.gccArch or null) != null) "gccarch-${variant.gccArch}";
 in
 (torch.override {
   cudaSupport = true;
@@ -13,11 +17,11 @@ in
   gpuTargets = variant.capabilities;
 }).overrideAttrs
   (old: {
-    # A tag in the name, so that store paths say which variant a torch is for. `name` is set as well as
-    # `pname`: whether buildPythonPackage derives the name from an overridden pname is not something
-    # to rely on. The version stays last, as Nix's name parsing expects.
+    # A tag in the name, so that store paths say which variant a torch is for. Only pname: at the pin
+    # mk-python-derivation builds `name` inside stdenv.mkDerivation (finalAttrs: ...) from
+    # finalAttrs.pname, so this pname reaches the name ("python3.12-torch-sm90-avx512-2.9.1"), and setting
+    # `name` from old.name as well would repeat the tag (old.name is already late-bound to this pname).
     pname = "${old.pname}-${variant.target}-${variant.isa}";
-    name = "${lib.removeSuffix "-${old.version}" old.name}-${variant.target}-${variant.isa}-${old.version}";
 
     env =
       (old.env or { })
@@ -42,11 +46,14 @@ in
       echo "sglang-matrix: MAX_JOBS=$MAX_JOBS (cores $cores, cap ${toString variant.maxJobsCap})"
     '';
 
-    requiredSystemFeatures = lib.unique ((old.requiredSystemFeatures or [ ]) ++ [ "big-parallel" ]);
+    requiredSystemFeatures = lib.unique (
+      (old.requiredSystemFeatures or [ ]) ++ [ "big-parallel" ] ++ gccFeatures
+    );
 
     passthru = (old.passthru or { }) // {
       sglangMatrix = {
         inherit (variant) target isa capabilities cflags;
+        systemFeatures = gccFeatures;
       };
     };
   })

@@ -137,7 +137,9 @@ p: builtins.mapAttrs (name: env:
                  inputs = map (x: x.name) (w.buildInputs or [ ]);
                  ignore = w.autoPatchelfIgnoreMissingDeps or [ ]; strip = w.dontStrip or false;
                  ninja = w.dontUseNinjaBuild or false; cmake = w.dontUseCmakeConfigure or false;
-                 remove = w.pythonRemoveDeps or false; imports = w.pythonImportsCheck or [ ];
+                 remove = w.pythonRemoveDeps or null; imports = w.pythonImportsCheck or [ ];
+                 relax = builtins.any (x: x.name == "python-relax-deps-hook") (w.nativeBuildInputs or [ ]);
+                 features = w.requiredSystemFeatures or [ ];
                  preFixup = w.preFixup or ""; license = w.meta.license.shortName or null;
                  postInstall = w.postInstall or "";
                  propagated = map (x: x.name) (w.propagatedBuildInputs or [ ]); };
@@ -146,14 +148,19 @@ p: builtins.mapAttrs (name: env:
     name = env.name;
     mainProgram = env.meta.mainProgram;
     postBuild = env.postBuild;
-    envLibs = map (x: x.name) env.pythonEnv.extraLibs;
+    envPaths = map (x: x.name) env.pythonEnv.paths;
+    home = map (x: x.name) env.cudaHome.paths;
     launcher = env.launchers.sglang-serve.text;
     torch = { pname = t.pname; name = t.name;
               pre = t.preConfigure; build = t.preBuild; cudnn = t.USE_CUDNN or null;
               features = t.requiredSystemFeatures; caps = t.cudaCapabilities; tag = t.sglangMatrix;
-              drv = t.drvPath; cuda = t.cudaPackages.cudaMajorMinorVersion; };
+              drv = t.drvPath; cuda = t.cudaPackages.cudaMajorMinorVersion;
+              cflags = t.env.NIX_CFLAGS_COMPILE; };
+    torchvision = { arch = py.torchvision.TORCH_CUDA_ARCH_LIST; drv = py.torchvision.drvPath;
+                    features = py.torchvision.requiredSystemFeatures or [ ]; };
     wheels = builtins.mapAttrs (_: wheel) (builtins.intersectAttrs env.variant.wheels py);
-    runtime = (builtins.elemAt env.pythonEnv.extraLibs 1).drvPath;
+    runtime = (builtins.head (builtins.filter (x: x.pname or "" == "sglang-matrix-runtime")
+      env.pythonEnv.paths)).drvPath;
   }) (removeAttrs p [ "sglang-matrix" ])
 """
 # Every system's packages at once: { system = { name = facts; }; }.
@@ -208,14 +215,19 @@ def test_sm90_avx512(facts: dict[str, Any]) -> None:
     assert re.search(r'export CFLAGS=".*-mavx512f', torch["pre"])
     assert re.search(r'export CXXFLAGS=".*-mavx512f', torch["pre"])
     assert torch["pname"] == "torch-sm90-avx512"
+    # The double derives name from the final pname as mk-python-derivation does: the tag appears once.
     assert torch["name"] == "python3.12-torch-sm90-avx512-2.9.1"
     assert torch["tag"] == {
         "target": "sm90",
         "isa": "avx512",
         "capabilities": ["9.0"],
         "cflags": ["-mavx512f", "-mavx512dq", "-mavx512vl", "-mavx512bw", "-mfma"],
+        "systemFeatures": ["gccarch-x86-64-v4"],
     }
-    assert torch["features"] == ["big-parallel"]
+    # A builder must advertise the ISA (nixpkgs' gccarch-<march> convention) as well as big-parallel.
+    assert torch["features"] == ["big-parallel", "gccarch-x86-64-v4"]
+    # nixpkgs' own NIX_CFLAGS_COMPILE survives the override.
+    assert torch["cflags"] == "-Wno-error"
     assert torch["cudnn"] is None
 
 
@@ -234,8 +246,13 @@ def test_sm61_has_no_cudnn_and_avx2_no_avx512(facts: dict[str, Any]) -> None:
 def test_all_target_has_seven_capabilities(facts: dict[str, Any]) -> None:
     caps = ["7.5", "8.0", "8.6", "8.9", "9.0", "10.0", "12.0"]
     torch = facts["sglang-all-avx2"]["torch"]
-    assert torch["caps"] == caps
+    # passthru.cudaCapabilities is nixpkgs' intersection with its own list, which holds "10.0" twice at
+    # the pin: eight entries for seven capabilities. Nothing of ours reads it; torch's own tag and
+    # TORCH_CUDA_ARCH_LIST (gpuTargets) have the seven, and torchvision gets the seven too.
+    assert torch["caps"] == ["7.5", "8.0", "8.6", "8.9", "9.0", "10.0", "10.0", "12.0"]
+    assert torch["tag"]["capabilities"] == caps
     assert f'TORCH_CUDA_ARCH_LIST="{";".join(caps)}"' in torch["pre"]
+    assert facts["sglang-all-avx2"]["torchvision"]["arch"] == ";".join(caps)
 
 
 def test_wheels(facts: dict[str, Any], root: Path) -> None:
@@ -254,7 +271,17 @@ def test_wheels(facts: dict[str, Any], root: Path) -> None:
     assert kernel["ignore"] == ["libcuda.so.1"]
     assert "site-packages/torch/lib" in kernel["preFixup"]
     assert kernel["imports"] == []
-    assert wheels["sglang"]["remove"] is True and wheels["sglang"]["imports"] == ["sglang"]
+    sglang_imports = list(load_spec(root / "matrix.toml").lines["0.5.9"].wheels["sglang"].imports)
+    assert wheels["sglang"]["remove"] is True and wheels["sglang"]["imports"] == sglang_imports
+    assert sglang_imports[0] == "sglang"
+    # pythonRemoveDeps only where the spec sets remove-deps: mk-python-derivation adds the relax-deps hook
+    # (which unpacks and repacks the wheel) whenever the attribute exists, even when it is false.
+    spec_line = load_spec(root / "matrix.toml").lines["0.5.9"]
+    asked = {attr for attr, w in spec_line.wheels.items() if w.remove_deps}
+    assert asked == {"sglang", "flashinfer-python", "xgrammar"}
+    for name, wheel in wheels.items():
+        assert wheel["relax"] is (name in asked), name
+        assert wheel["remove"] is (True if name in asked else None), name
     line = load_spec(root / "matrix.toml").lines["0.5.9"]
     provided = set(line.wheels["sglang"].requires.values())
     # flashinfer-cubin is pruned from an sm90 variant (its cubins are all for 10.0/10.3).
@@ -280,7 +307,7 @@ def test_the_full_matrix_evaluates_with_its_rules(facts: dict[str, Any], root: P
         "jit-cache" in p for p in facts["sglang-sm90-avx512"]["wheels"]["flashinfer-python"]["propagated"]
     )
     py313 = facts["sglang-python313-cuda12_8-sm90-avx2"]
-    assert py313["envLibs"][0].startswith("python3.13-sglang-")
+    assert any(p.startswith("python3.13-sglang-0.5.9") for p in py313["envPaths"])
     assert (
         py313["wheels"]["xgrammar"]["src"]
         == (lock["xgrammar-0.1.27-cp313-cp313-manylinux_2_17_x86_64.manylinux2014_x86_64.whl"]["hash"])
@@ -308,7 +335,11 @@ def test_variant_environment(facts: dict[str, Any]) -> None:
     for entry in ("python3", "sglang-serve", "sglang-resolve-model"):
         assert f"$out/bin/{entry}" in env["postBuild"]
     assert "nix-support/sglang-matrix-variant.json" in env["postBuild"]
-    assert env["envLibs"] == ["python3.12-sglang-0.5.9", "python3.12-sglang-matrix-runtime-0.1.0"]
+    # nixpkgs' python.withPackages links the Python modules the extra libraries propagate, recursively.
+    paths = env["envPaths"]
+    for wanted in ("python3.12-sglang-0.5.9", "python3.12-sglang-matrix-runtime-0.1.0", "python3.12-ipython"):
+        assert any(p.startswith(wanted) for p in paths), wanted
+    assert any(p.startswith("python3.12-torchvision") for p in paths)
     launcher = env["launcher"]
     # What FlashInfer's and sgl-kernel's runtime JIT need, from the closure: nvcc and headers under
     # CUDA_HOME, ninja and a host compiler on PATH, a per-variant writable cache.

@@ -39,8 +39,14 @@ variant-hours = 0.1
 variant-disk-gb = 1
 pure-wheels-hours = 0.02
 pure-wheels-disk-gb = 0.5
+torchvision-hours = 0.2
+torchvision-hours-per-capability = 0.1
+torchvision-disk-gb = 1
 ci-timeout-factor = 2
 """
+# The cut spec's ISAs and the builder features they need (matrix.toml's gcc-arch).
+AVX2, AVX512 = "gccarch-x86-64-v3", "gccarch-x86-64-v4"
+ISA_FEATURES = f"{AVX2},{AVX512}"
 
 
 def cut_spec(
@@ -103,23 +109,35 @@ def test_items_hours_and_disk(tmp_path: Path) -> None:
     # the ISA changes torch: four torch builds, 1 h per capability, the fat ones 7 capabilities
     torches = [it for it in plan.items if it.kind == "torch"]
     assert [it.hours for it in torches] == pytest.approx([1, 1, 7, 7])
-    assert all(it.features == (BIG_PARALLEL,) for it in torches)
+    # torch needs a big-parallel builder whose CPU runs the ISA (nixpkgs' gccarch-<march> feature)
+    assert [it.features for it in torches] == [
+        (BIG_PARALLEL, AVX2),
+        (BIG_PARALLEL, AVX512),
+        (BIG_PARALLEL, AVX2),
+        (BIG_PARALLEL, AVX512),
+    ]
+    # torchvision against each torch: 0.2 h plus 0.1 h per capability; its import check loads torch
+    visions = [it for it in plan.items if it.kind == "torchvision"]
+    assert [it.key for it in visions] == [it.key for it in torches]
+    assert [it.hours for it in visions] == pytest.approx([0.3, 0.3, 0.9, 0.9])
+    assert [it.features for it in visions] == [(AVX2,), (AVX512,), (AVX2,), (AVX512,)]
     assert kinds.count("variant") == 4
     # pure wheels (sglang, flashinfer-cubin, flashinfer-python): once for the line
     pure = [it for it in plan.items if it.kind == "pure-wheels"]
     assert len(pure) == 1 and len(pure[0].variants) == 4
-    assert plan.total_hours == pytest.approx(4 + 16 + 0.4 + 0.02)
-    assert plan.total_disk_gb == pytest.approx(2 * 2 + 4 * 10 + 4 * 1 + 0.5)
-    # one variant alone from an empty store: its CUDA libraries, torch, own derivations, pure wheels
-    assert plan.variant_hours(plan.variants[0]) == pytest.approx(0.5 + 1 + 0.1 + 0.02)
-    assert plan.variant_hours(plan.variants[3]) == pytest.approx(3.5 + 7 + 0.1 + 0.02)
+    assert plan.total_hours == pytest.approx(4 + 16 + 2.4 + 0.4 + 0.02)
+    assert plan.total_disk_gb == pytest.approx(2 * 2 + 4 * 10 + 4 * 1 + 4 * 1 + 0.5)
+    # one variant alone from an empty store: its CUDA libraries, torch, torchvision, own derivations,
+    # pure wheels
+    assert plan.variant_hours(plan.variants[0]) == pytest.approx(0.5 + 1 + 0.3 + 0.1 + 0.02)
+    assert plan.variant_hours(plan.variants[3]) == pytest.approx(3.5 + 7 + 0.9 + 0.1 + 0.02)
 
 
 def test_selected_variants_only(tmp_path: Path) -> None:
     spec = load_spec(cut_spec(tmp_path, ["sm90", "all"]))
     plan = make_plan(spec, ["sglang-all-avx512", "sglang-python312-cuda12_8-sm90-avx512"])
     assert [v.name for v in plan.variants] == ["sglang-sm90-avx512", "sglang-all-avx512"]
-    assert plan.total_hours == pytest.approx(0.5 + 3.5 + 1 + 7 + 0.2 + 0.02)
+    assert plan.total_hours == pytest.approx(0.5 + 3.5 + 1 + 7 + 0.3 + 0.9 + 0.2 + 0.02)
     with pytest.raises(UserError, match="no variant named 'sglang-sm61-avx2'"):
         make_plan(spec, ["sglang-sm61-avx2"])
 
@@ -158,9 +176,9 @@ def test_cores_scale_time_and_flags(tmp_path: Path) -> None:
 def test_ci_timeouts(tmp_path: Path) -> None:
     spec = load_spec(cut_spec(tmp_path, ["sm90", "all"]))
     plan = make_plan(spec)
-    # 1.62 h x 2 = 3.24 h -> 4 whole hours; 10.62 h x 2 = 21.24 h -> 22 h
+    # 1.92 h x 2 = 3.84 h -> 4 whole hours; 11.52 h x 2 = 23.04 h -> 24 h
     assert ci_timeout_minutes(plan, plan.variants[0]) == 4 * 60
-    assert ci_timeout_minutes(plan, plan.variants[3]) == 22 * 60
+    assert ci_timeout_minutes(plan, plan.variants[3]) == 24 * 60
 
 
 def test_real_spec_weights_and_fat_builds() -> None:
@@ -188,11 +206,12 @@ def test_real_spec_counts_agree_with_the_variants() -> None:
     cuda_libs = {(v.system, v.cuda, v.capabilities) for v in variants}
     kinds = [it.kind for it in plan.items]
     assert kinds.count("torch") == len(torch_builds)
+    assert kinds.count("torchvision") == len(torch_builds)
     assert kinds.count("cuda-libs") == len(cuda_libs)
     assert kinds.count("variant") == len(variants)
     assert kinds.count("pure-wheels") == len({(v.system, v.line) for v in variants})
     # each variant is in exactly one item of each kind
-    for kind in ("cuda-libs", "torch", "variant", "pure-wheels"):
+    for kind in ("cuda-libs", "torch", "torchvision", "variant", "pure-wheels"):
         names = [name for it in plan.items if it.kind == kind for name in it.variants]
         assert sorted(names) == sorted(v.name for v in variants), kind
     # the totals are the weights times those counts
@@ -200,7 +219,7 @@ def test_real_spec_counts_agree_with_the_variants() -> None:
     assert sum(it.hours for it in plan.items if it.kind == "torch") == pytest.approx(torch_hours)
     assert plan.total_disk_gb == pytest.approx(
         len(cuda_libs) * weights.cuda_libs_disk_gb
-        + len(torch_builds) * weights.torch_disk_gb
+        + len(torch_builds) * (weights.torch_disk_gb + weights.torchvision_disk_gb)
         + len(variants) * weights.variant_disk_gb
         + kinds.count("pure-wheels") * weights.pure_wheels_disk_gb
     )
@@ -216,12 +235,21 @@ def test_json_output(tmp_path: Path) -> None:
     assert result.exit_code == 0, result.output
     data = json.loads(result.output)
     assert data["variants"] == ["sglang-sm90-avx512"]
-    assert data["totals"] == {"items": 4, "torchBuilds": 1, "hours": 1.62, "diskGb": 13.5}
+    assert data["totals"] == {"items": 5, "torchBuilds": 1, "hours": 1.92, "diskGb": 14.5}
     assert data["local"]["command"] == (
         "nix build --max-jobs 2 --cores 16 --print-build-logs .#sglang-sm90-avx512"
     )
     assert data["perVariant"]["sglang-sm90-avx512"]["ciTimeoutMinutes"] == 240
-    assert {it["kind"] for it in data["items"]} == {"cuda-libs", "torch", "variant", "pure-wheels"}
+    assert {it["kind"] for it in data["items"]} == {
+        "cuda-libs",
+        "torch",
+        "torchvision",
+        "variant",
+        "pure-wheels",
+    }
+    vision = next(it for it in data["items"] if it["kind"] == "torchvision")
+    assert vision["hours"] == 0.3 and vision["requiredSystemFeatures"] == [AVX512]
+    assert data["weights"]["torchvision-hours-per-capability"] == 0.1
     assert "builders" not in data
 
 
@@ -282,10 +310,10 @@ def test_plan_must_be_a_table(tmp_path: Path) -> None:
 # builders
 
 
-MACHINES = """\
+MACHINES = f"""\
 # two builders of unequal speed, one without big-parallel, one for another platform
-ssh-ng://fast x86_64-linux /root/.ssh/id_ed25519 2 3 big-parallel,kvm - -
-ssh-ng://slow x86_64-linux - 1 1 big-parallel
+ssh-ng://fast x86_64-linux /root/.ssh/id_ed25519 2 3 big-parallel,kvm,{ISA_FEATURES} - -
+ssh-ng://slow x86_64-linux - 1 1 big-parallel,{ISA_FEATURES}
 ssh-ng://small x86_64-linux - 4 10 kvm
 ssh-ng://arm aarch64-linux - 1 10 big-parallel   # fast, but the wrong system
 """
@@ -298,15 +326,16 @@ def test_assignment_balances_hours_over_speed(tmp_path: Path) -> None:
     out = {a.builder.uri: a for a in assign(plan, builders, "machines")}
     assert not out["ssh-ng://small"].variants and not out["ssh-ng://arm"].variants
     fast, slow = out["ssh-ng://fast"], out["ssh-ng://slow"]
-    # Largest first: the two fat groups (10.62 h from scratch each, 7.12 h once the libraries are
-    # there) both go to the 3x builder (3.54 h, then 5.91 h), still sooner than the 1x builder (10.62 h);
-    # the sm90 groups (1.62 h from scratch) go to the slow one, the second reusing its CUDA libraries.
+    # Largest first: the two fat groups (11.52 h from scratch each, 8.02 h once the libraries are
+    # there) both go to the 3x builder (3.84 h, then 6.51 h), still sooner than the 1x builder (11.52 h);
+    # the sm90 groups (1.92 h from scratch) go to the slow one, the second reusing its CUDA libraries.
     assert [v.name for v in fast.variants] == ["sglang-all-avx2", "sglang-all-avx512"]
     assert [v.name for v in slow.variants] == ["sglang-sm90-avx2", "sglang-sm90-avx512"]
-    assert fast.hours == pytest.approx((3.5 + 14 + 0.2 + 0.02) / 3)
-    assert slow.hours == pytest.approx(0.5 + 2 + 0.2 + 0.02)
+    assert fast.hours == pytest.approx((3.5 + 14 + 1.8 + 0.2 + 0.02) / 3)
+    assert slow.hours == pytest.approx(0.5 + 2 + 0.6 + 0.2 + 0.02)
     assert fast.command() == (
-        "nix build --builders 'ssh-ng://fast x86_64-linux /root/.ssh/id_ed25519 2 3 big-parallel,kvm - -' "
+        "nix build --builders 'ssh-ng://fast x86_64-linux /root/.ssh/id_ed25519 2 3 "
+        f"big-parallel,kvm,{ISA_FEATURES} - -' "
         "--max-jobs 0 --option builders-use-substitutes true --print-build-logs "
         ".#sglang-all-avx2 .#sglang-all-avx512"
     )
@@ -315,7 +344,7 @@ def test_assignment_balances_hours_over_speed(tmp_path: Path) -> None:
 def test_variants_sharing_torch_stay_together(tmp_path: Path) -> None:
     spec = load_spec(cut_spec(tmp_path, ["sm90", "sm80"], extra_line=True))
     plan = make_plan(spec)
-    machines = "a x86_64-linux - 1 1 big-parallel\nb x86_64-linux - 1 1 big-parallel\n"
+    machines = "".join(f"{uri} x86_64-linux - 1 1 big-parallel,{ISA_FEATURES}\n" for uri in ("a", "b"))
     assignments = assign(plan, parse_machines(machines, "m"), "m")
     where = {v.name: a.builder.uri for a in assignments for v in a.variants}
     assert len(where) == 8
@@ -343,7 +372,10 @@ def test_builders_cli(tmp_path: Path) -> None:
     human = run(spec, "--builders", str(machines))
     assert human.exit_code == 0, human.output
     assert f"# ssh-ng://slow ({machines}:3)" in human.output
-    assert "nix build --builders 'ssh-ng://slow x86_64-linux - 1 1 big-parallel' --max-jobs 0" in human.output
+    assert (
+        f"nix build --builders 'ssh-ng://slow x86_64-linux - 1 1 big-parallel,{ISA_FEATURES}' --max-jobs 0"
+        in human.output
+    )
 
 
 @pytest.mark.parametrize(
@@ -359,8 +391,18 @@ def test_builders_cli(tmp_path: Path) -> None:
             "variant sglang-all-avx2 needs system x86_64-linux, which no builder lists",
         ),
         (
-            "ssh-ng://a x86_64-linux - 8 1 big-parallel big-parallel\n",
+            f"ssh-ng://a x86_64-linux - 8 1 big-parallel,{ISA_FEATURES} big-parallel\n",
             "every x86_64-linux builder with big-parallel has mandatory features (big-parallel)",
+        ),
+        # big-parallel alone no longer takes an ISA's torch: its CPU must run that ISA's code.
+        (
+            "ssh-ng://a x86_64-linux - 8 1 big-parallel\n",
+            "variant sglang-all-avx2 needs system feature gccarch-x86-64-v3 (its ISA avx2",
+        ),
+        # An AVX2 builder takes the avx2 variants but not the avx512 ones.
+        (
+            f"ssh-ng://a x86_64-linux - 8 1 big-parallel,{AVX2}\n",
+            "variant sglang-all-avx512 needs system feature gccarch-x86-64-v4 (its ISA avx512",
         ),
         (
             "ssh-ng://a x86_64-linux - 0 1 big-parallel\n",

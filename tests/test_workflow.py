@@ -87,10 +87,21 @@ def test_build_job_per_variant(doc: dict[str, Any]) -> None:
         assert (entry["system"], entry["target"], entry["isa"]) == (v.system, v.target, v.isa)
         assert entry["arch"] == {"x86_64-linux": "X64", "aarch64-linux": "ARM64"}[v.system]
         assert entry["timeout"] == ci_timeout_minutes(plan, v)
+        # The builder's CPU must run the ISA's code (torch's import check): nixpkgs' gccarch-<march>.
+        assert entry["gccarch"] == f"gccarch-{spec.isas[v.isa].gcc_arch}"
     timeouts = {e["name"]: e["timeout"] for e in include}
     assert timeouts["sglang-all-avx512"] > 4 * timeouts["sglang-sm90-avx512"] >= 4 * 360
     assert max(timeouts.values()) <= 5 * 24 * 60
-    assert build["runs-on"] == ["self-hosted", "nix", "big-parallel", "${{ matrix.arch }}"]
+    assert build["runs-on"] == [
+        "self-hosted",
+        "nix",
+        "big-parallel",
+        "${{ matrix.gccarch }}",
+        "${{ matrix.arch }}",
+    ]
+    gcc = {e["name"]: e["gccarch"] for e in include}
+    assert gcc["sglang-sm90-avx512"] == "gccarch-x86-64-v4" and gcc["sglang-sm90-avx2"] == "gccarch-x86-64-v3"
+    assert gcc["sglang-sm90-armv9"] == "gccarch-armv9-a"
     assert build["timeout-minutes"] == "${{ matrix.timeout }}"
     # the cache action comes before the build, so its post step pushes what the build made
     assert steps_uses(build) == ["actions/checkout@v4", "cachix/cachix-action@v15"]
@@ -125,7 +136,16 @@ def test_smoke_job_per_variant(doc: dict[str, Any]) -> None:
         assert entry["sm"] in {"sm" + c.replace(".", "") for c in v.capabilities}
         assert entry["system"] == v.system
         assert entry["arch"] == {"x86_64-linux": "X64", "aarch64-linux": "ARM64"}[v.system]
-    assert smoke["runs-on"] == ["self-hosted", "nix", "gpu", "${{ matrix.sm }}", "${{ matrix.arch }}"]
+    assert smoke["runs-on"] == [
+        "self-hosted",
+        "nix",
+        "gpu",
+        "${{ matrix.sm }}",
+        "${{ matrix.gccarch }}",
+        "${{ matrix.arch }}",
+    ]
+    # the smoke test runs the ISA's code too
+    assert all(e["gccarch"].startswith("gccarch-") for e in include)
     runs = steps_run(smoke)
     assert runs == [
         'nix build ".#${{ matrix.name }}" --max-jobs 0 --print-build-logs',
@@ -144,10 +164,10 @@ def test_smoke_job_per_variant(doc: dict[str, Any]) -> None:
 def test_actionlint_config_lists_every_custom_label(files: dict[Path, str], doc: dict[str, Any]) -> None:
     config = yaml.safe_load(files[workflow.ACTIONLINT_CONFIG])
     labels = set(config["self-hosted-runner"]["labels"])
-    used = {"nix", "big-parallel", "gpu"} | {
-        e["sm"] for e in doc["jobs"]["smoke"]["strategy"]["matrix"]["include"]
-    }
+    include = doc["jobs"]["smoke"]["strategy"]["matrix"]["include"]
+    used = {"nix", "big-parallel", "gpu"} | {e["sm"] for e in include} | {e["gccarch"] for e in include}
     assert labels == used
+    assert {"gccarch-x86-64-v3", "gccarch-x86-64-v4", "gccarch-armv9-a"} <= labels
 
 
 def test_smaller_spec_and_other_systems(tmp_path: Path) -> None:

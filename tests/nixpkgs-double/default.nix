@@ -28,7 +28,7 @@ let
     else
       config;
 
-  mkDerivation = import ./mk-derivation.nix { inherit lib system; };
+  mkDerivation = import ./mk-derivation.nix { inherit lib system; } checkedConfig;
 
   base =
     final:

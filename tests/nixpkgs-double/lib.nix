@@ -26,6 +26,10 @@ let
       in
       if m <= n && builtins.substring (n - m) m s == suffix then builtins.substring 0 (n - m) s else s;
     unique = builtins.foldl' (acc: x: if elem x acc then acc else acc ++ [ x ]) [ ];
+    # nixpkgs: lib/lists.nix, `intersectLists e = filter (x: elem x e)`: the order and the duplicates of
+    # the second list survive.
+    intersectLists = e: filter (x: elem x e);
+    subtractLists = e: filter (x: !(elem x e));
     nameValuePair = name: value: { inherit name value; };
     mapAttrsToList = f: set: map (n: f n set.${n}) (attrNames set);
     genAttrs = names: f: listToAttrs (map (n: nameValuePair n (f n)) names);
@@ -100,6 +104,15 @@ let
       mit = {
         shortName = "mit";
         free = true;
+      };
+      # nixpkgs: lib/licenses.nix. CUDA's redistributables carry nvidiaCudaRedist (free = false).
+      unfree = {
+        shortName = "unfree";
+        free = false;
+      };
+      nvidiaCudaRedist = {
+        shortName = "CUDA EULA";
+        free = false;
       };
     };
     sourceTypes = {

@@ -1,12 +1,18 @@
 # python3Packages attributes present in nixpkgs at the pin (0182a361, 2026-02-17) that sglang-matrix may
 # reach, checked against stored copies of nixpkgs (pkgs/top-level/python-packages.nix and
 # pkgs/development/python-modules/<name>) and against ../../FACTS-derived notes in README.md.
+# ipython and torchvision: pkgs/development/python-modules/{ipython,torchvision}/default.nix (python-modelled.nix
+# models torchvision; it takes `torch` from this set). Test inputs of the modelled packages: accelerate
+# bitsandbytes expecttest fire parameterized pytest-xdist pytestCheckHook unittest-xml-reporting nbconvert
+# nbformat h5py fsspec pytest (each a python-modules/<name> directory in the stored copies near the pin).
 # NOT present at the pin, so deliberately absent here: apache-tvm-ffi (added 2026-02-28), sgl-kernel,
 # sglang, flashinfer-python/-cubin/-jit-cache (nixpkgs has `flashinfer` built from source),
 # nvidia-cutlass-dsl, quack-kernels, torch-memory-saver, smg-grpc-proto, cuda-python, decord.
 [
+  "accelerate"
   "aiohttp"
   "anthropic"
+  "bitsandbytes"
   "blobfile"
   "build"
   "click"
@@ -14,13 +20,17 @@
   "cuda-bindings"
   "datasets"
   "einops"
+  "expecttest"
   "fastapi"
   "filelock"
+  "fire"
   "flashinfer"
+  "fsspec"
   "gguf"
   "grpcio"
   "grpcio-health-checking"
   "grpcio-reflection"
+  "h5py"
   "hf-transfer"
   "huggingface-hub"
   "interegular"
@@ -29,6 +39,8 @@
   "llguidance"
   "modelscope"
   "msgspec"
+  "nbconvert"
+  "nbformat"
   "networkx"
   "ninja"
   "numpy"
@@ -38,14 +50,18 @@
   "orjson"
   "outlines"
   "packaging"
+  "parameterized"
   "partial-json-parser"
   "pillow"
   "prometheus-client"
   "psutil"
   "pybase64"
   "pydantic"
-  "python-multipart"
   "pyelftools"
+  "pytest"
+  "pytest-xdist"
+  "pytestCheckHook"
+  "python-multipart"
   "pyyaml"
   "pyzmq"
   "requests"
@@ -69,6 +85,7 @@
   "transformers"
   "triton"
   "typing-extensions"
+  "unittest-xml-reporting"
   "uvicorn"
   "uvloop"
   "xgrammar"

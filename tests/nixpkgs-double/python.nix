@@ -49,7 +49,31 @@ let
           inherit buildEnv;
         };
 
-      # nixpkgs: pkgs/development/interpreters/python/wrapper.nix (buildEnv's arguments).
+      # nixpkgs: pkgs/development/interpreters/python/wrapper.nix. buildEnv's arguments are extraLibs
+      # extraOutputsToInstall postBuild ignoreCollisions permitUserSite makeWrapperArgs; it links
+      # `paths` = requiredPythonModules (extraLibs ++ [ python ]) (the Python modules they propagate,
+      # recursively) and returns passthru { python env } only: `extraLibs` is an argument, not an attribute
+      # of the result, so code that reads env.extraLibs fails against nixpkgs, and here.
+      requiredPythonModules =
+        drvs:
+        let
+          modules = builtins.filter (d: d ? pythonModule) drvs;
+          closure = builtins.genericClosure {
+            startSet = map (d: {
+              key = d.outPath;
+              drv = d;
+            }) modules;
+            operator =
+              item:
+              map
+                (d: {
+                  key = d.outPath;
+                  drv = d;
+                })
+                (builtins.filter (d: d ? pythonModule) (item.drv.propagatedBuildInputs or [ ]));
+          };
+        in
+        map (item: item.drv) closure;
       buildEnv = makeOverridable (
         {
           extraLibs ? [ ],
@@ -61,10 +85,9 @@ let
         }:
         mkDerivation {
           name = "python${pythonVersion}-${version}-env";
-          inherit extraLibs postBuild ignoreCollisions;
-          makeWrapperArgs = makeWrapperArgs;
+          paths = requiredPythonModules extraLibs ++ [ interp ];
+          inherit postBuild ignoreCollisions makeWrapperArgs;
           passthru = {
-            inherit extraLibs makeWrapperArgs;
             python = interp;
             env = { };
           };
@@ -93,6 +116,7 @@ let
         "postInstall"
         "installPhase"
         "buildPhase"
+        "checkPhase"
         "dontUnpack"
         "postPatch"
         "dontStrip"
@@ -104,7 +128,10 @@ let
         "pythonRelaxDeps"
         "pythonImportsCheck"
         "doCheck"
+        "checkInputs"
         "nativeCheckInputs"
+        "disabledTests"
+        "requiredSystemFeatures"
         "makeWrapperArgs"
         "meta"
         "passthru"
@@ -117,23 +144,63 @@ let
         "other"
         "flit"
       ];
+      # nixpkgs: pkgs/development/interpreters/python/mk-python-derivation.nix (stored copies near the pin:
+      # the index holds no copy at 0182a361 itself; FACTS.md records what the pin's has):
+      #   - stdenv.mkDerivation (finalAttrs: ...) with name = namePrefix + attrs.name or
+      #     "${finalAttrs.pname}-${finalAttrs.version}": an overridden pname changes the name;
+      #   - the relax-deps hook whenever `attrs ? pythonRelaxDeps || attrs ? pythonRemoveDeps` (even false);
+      #   - doCheck = false, doInstallCheck = attrs.doCheck or true (checks default to on),
+      #     nativeInstallCheckInputs = nativeCheckInputs, installCheckInputs = checkInputs;
+      #   - `assert (pyproject != null) -> (format == null)`: never both. Giving neither defaults to
+      #     "setuptools" in the stored copies; whether the pin rejects it could not be established, so the
+      #     double rejects it (strict: sglang-matrix always says which it means).
       buildPythonPackage =
         attrs:
         let
           unknown = builtins.filter (n: !(builtins.elem n knownArgs)) (builtins.attrNames attrs);
-          format = attrs.format or "setuptools";
+          format' =
+            if attrs ? pyproject then
+              (if attrs.pyproject then "pyproject" else "other")
+            else
+              attrs.format or null;
+          checksOn = attrs.doCheck or true;
+          relaxHook = attrs ? pythonRelaxDeps || attrs ? pythonRemoveDeps;
         in
         if unknown != [ ] then
           throw "buildPythonPackage (nixpkgs double): unknown attribute(s) ${toString unknown}; nixpkgs would pass them through silently"
-        else if !(builtins.elem format formats) then
-          throw "buildPythonPackage: format = ${format} is not one of ${toString formats}"
+        else if attrs ? pyproject && attrs ? format then
+          throw "buildPythonPackage: assertion '(pyproject != null) -> (format == null)' failed (give pyproject or format, not both)"
+        else if format' == null then
+          throw "buildPythonPackage (nixpkgs double): ${attrs.pname}: set `pyproject` or `format` (the double requires exactly one)"
+        else if !(builtins.elem format' formats) then
+          throw "buildPythonPackage: format = ${format'} is not one of ${toString formats}"
         else
           let
             drv = mkDerivation (
-              removeAttrs attrs [ "dependencies" ]
+              finalAttrs:
+              removeAttrs attrs [
+                "dependencies"
+                "optional-dependencies"
+                "build-system"
+                "pyproject"
+                "format"
+                "doCheck"
+                "checkInputs"
+                "nativeCheckInputs"
+                "checkPhase"
+              ]
               // {
-                name = "python${pythonVersion}-${attrs.pname}-${attrs.version}";
+                name = "python${pythonVersion}-" + attrs.name or "${finalAttrs.pname}-${finalAttrs.version}";
+                nativeBuildInputs =
+                  lib.optional relaxHook relaxDepsHook
+                  ++ lib.optional (format' == "wheel") wheelUnpackHook
+                  ++ (attrs.nativeBuildInputs or [ ])
+                  ++ (attrs.build-system or [ ]);
                 propagatedBuildInputs = (attrs.propagatedBuildInputs or [ ]) ++ (attrs.dependencies or [ ]);
+                doCheck = false;
+                doInstallCheck = checksOn;
+                nativeInstallCheckInputs = attrs.nativeCheckInputs or [ ];
+                installCheckInputs = attrs.checkInputs or [ ];
                 passthru = (attrs.passthru or { }) // {
                   dependencies = attrs.dependencies or [ ];
                   pythonModule = interp;
@@ -141,7 +208,22 @@ let
               }
             );
           in
-          drv // { overridePythonAttrs = f: buildPythonPackage (attrs // f attrs); };
+          # nixpkgs (python-packages-base.nix, makeOverridablePythonPackage): a function of the old
+          # arguments or an attribute set.
+          drv
+          // {
+            overridePythonAttrs =
+              f: buildPythonPackage (attrs // (if builtins.isFunction f then f attrs else f));
+          };
+
+      relaxDepsHook = mkDerivation {
+        name = "python-relax-deps-hook";
+        passthru.isSetupHook = true;
+      };
+      wheelUnpackHook = mkDerivation {
+        name = "wheel-unpack-hook";
+        passthru.isSetupHook = true;
+      };
 
       simple =
         pname:
@@ -158,18 +240,23 @@ let
 
       basePackages =
         pfinal:
-        lib.genAttrs names simple
-        // {
-          inherit buildPythonPackage;
-          buildPythonApplication = buildPythonPackage;
-          inherit (final) fetchPypi;
-          python = interp;
+        let
           callPackage =
             fn: args:
             let
               f = if builtins.isFunction fn then fn else import fn;
             in
             f (builtins.intersectAttrs (builtins.functionArgs f) (final // pfinal) // args);
+        in
+        lib.genAttrs names simple
+        // import ./python-modelled.nix {
+          inherit lib pfinal buildPythonPackage;
+        }
+        // {
+          inherit buildPythonPackage callPackage;
+          buildPythonApplication = buildPythonPackage;
+          inherit (final) fetchPypi;
+          python = interp;
           inherit torch;
         };
 

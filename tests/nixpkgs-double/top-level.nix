@@ -10,7 +10,8 @@
 }:
 let
   # nixpkgs: pkgs/build-support/fetchurl. A missing hash does not fail at evaluation there either: it
-  # becomes lib.fakeHash and the build fails later (tests check src.outputHash themselves).
+  # becomes lib.fakeHash and the build fails later (tests check src.outputHash themselves). More than one
+  # hash is an evaluation error there ("multiple hashes passed to fetchurl"), and here.
   fetchurl =
     {
       url ? null,
@@ -25,7 +26,14 @@ let
     }:
     let
       theUrl = if url != null then url else builtins.head urls;
+      given = builtins.filter (h: h != "") [
+        hash
+        sha256
+      ];
     in
+    if builtins.length given > 1 then
+      throw "multiple hashes passed to fetchurl: ${toString given}"
+    else
     mkDerivation {
       name = if name != null then name else baseNameOf theUrl;
       url = theUrl;
@@ -99,13 +107,51 @@ let
     "cuda_nvcc"
     "cuda_cccl"
   ];
+  # The CUDA releases that can compile each capability (nixpkgs: pkgs/development/cuda-modules/_cuda/db/
+  # bootstrap/cuda.nix at the pin, as FACTS.md records it): a capability outside its range fails when a
+  # CUDA derivation is instantiated, with nixpkgs' bare message "assertion 'condition' failed". The
+  # "a"/"f" forms and Jetson's are not modelled: a capability the double does not know fails the same way.
+  capabilityRange = {
+    "6.1" = [ "10.0" "12.9" ];
+    "7.0" = [ "10.0" "12.9" ];
+    "7.5" = [ "10.0" null ];
+    "8.0" = [ "11.2" null ];
+    "8.6" = [ "11.2" null ];
+    "8.9" = [ "11.8" null ];
+    "9.0" = [ "11.8" null ];
+    "10.0" = [ "12.7" null ];
+    "10.3" = [ "12.9" null ];
+    "12.0" = [ "12.8" null ];
+    "12.1" = [ "12.9" null ];
+  };
+  capabilityBuilds =
+    version: cap:
+    let
+      range = capabilityRange.${cap} or null;
+      min = builtins.elemAt range 0;
+      max = builtins.elemAt range 1;
+    in
+    range != null
+    && builtins.compareVersions version min >= 0
+    && (max == null || builtins.compareVersions version max <= 0);
+
   mkCudaPackages =
     version:
+    let
+      capabilities = config.cudaCapabilities or [ ];
+      condition = builtins.all (capabilityBuilds version) capabilities;
+      # Forced only with the derivation itself (its drvPath), as in nixpkgs.
+      checked = assert condition; "ok";
+    in
     lib.genAttrs cudaNames (
       n:
       mkDerivation {
         pname = "cuda${version}-${n}";
         inherit version;
+        # nixpkgs' CUDA redistributables are unfree: without config.allowUnfree they refuse to evaluate.
+        meta.license = lib.licenses.nvidiaCudaRedist;
+        # In env: flattened into the derivation unforced, so only drvPath forces it.
+        env.cudaCapabilitiesChecked = checked;
         outputs =
           if builtins.elem n singleOutput then
             [ "out" ]
@@ -125,7 +171,8 @@ let
       cudaMajorVersion = builtins.head (builtins.splitVersion version);
       autoAddDriverRunpath = hook "auto-add-driver-runpath-hook";
       backendStdenv = final.stdenv;
-      flags = { };
+      # nixpkgs: cudaPackages.flags.cudaCapabilities is config.cudaCapabilities (or the release's default).
+      flags.cudaCapabilities = capabilities;
     };
 
   python = import ./python.nix { inherit lib mkDerivation final; };

@@ -2,6 +2,19 @@
 # pkgs/development/python-modules/torch/source/default.nix at the pin, exactly (no `...`), and the
 # attributes sglang-matrix's override touches (preConfigure with TORCH_CUDA_ARCH_LIST, preBuild's
 # MAX_JOBS line, env.NIX_CFLAGS_COMPILE, big-parallel, split outputs, passthru.cudaCapabilities).
+#
+# Derived as nixpkgs derives them (FACTS.md; stored copies of source/default.nix near the pin):
+#   - name: buildPythonPackage's, late-bound: "python3.12-${finalAttrs.pname}-${finalAttrs.version}";
+#   - passthru.cudaCapabilities = lists.intersectLists cudaFlags.cudaCapabilities
+#     supportedTorchCudaCapabilities: the torch list's order and duplicates survive, and at the pin that
+#     list holds "10.0" twice (FACTS.md, nixpkgs 6b516b42). Which neighbour the second "10.0" has is not
+#     established; any place between "9.0" and "12.0" gives the same result for every capability set here;
+#   - meta.broken when cudaSupport and the CUDA major is not 11 or 12 (FACTS.md: the pin's expression;
+#     a later stored copy of a 2.9.0 expression also allows 13, so a CUDA 13 line needs checking again);
+#     nixpkgs refuses to evaluate a broken package without config.allowBroken;
+#   - env.NIX_CFLAGS_COMPILE: "-Wno-error", and on aarch64 nixpkgs adds flags of its own that could not be
+#     established here. The double adds a marker flag there, so an override that replaces
+#     NIX_CFLAGS_COMPILE instead of extending it is caught (strict: the real flag is unknown).
 {
   mkDerivation,
   makeOverridable,
@@ -79,14 +92,56 @@ makeOverridable (
   }:
   let
     inherit (pkgs) lib;
-    capabilities = config.cudaCapabilities or [ ];
-    gpuTargetString = builtins.concatStringsSep ";" (if gpuTargets != [ ] then gpuTargets else capabilities);
+    # torch/utils/cpp_extension.py's list at v2.9.1 (as nixpkgs' vllm expression copies it), with the pin's
+    # duplicate "10.0", and the +PTX forms.
+    real = [
+      "3.5"
+      "3.7"
+      "5.0"
+      "5.2"
+      "5.3"
+      "6.0"
+      "6.1"
+      "6.2"
+      "7.0"
+      "7.2"
+      "7.5"
+      "8.0"
+      "8.6"
+      "8.7"
+      "8.9"
+      "9.0"
+      "9.0a"
+      "10.0"
+      "10.0"
+      "10.0a"
+      "10.3"
+      "10.3a"
+      "11.0"
+      "11.0a"
+      "12.0"
+      "12.0a"
+      "12.1"
+      "12.1a"
+    ];
+    supportedTorchCudaCapabilities = real ++ map (x: "${x}+PTX") real;
+    supportedCudaCapabilities = lib.intersectLists cudaPackages.flags.cudaCapabilities supportedTorchCudaCapabilities;
+    gpuTargetString = builtins.concatStringsSep ";" (
+      if gpuTargets != [ ] then
+        gpuTargets
+      else if supportedCudaCapabilities == [ ] then
+        throw "No supported GPU targets specified. Requested GPU targets: ${toString cudaPackages.flags.cudaCapabilities}"
+      else
+        supportedCudaCapabilities
+    );
+    broken = cudaSupport && !(builtins.elem cudaPackages.cudaMajorVersion [ "11" "12" ]);
+    isAarch64 = pkgs.stdenv.hostPlatform.isAarch64;
   in
-  mkDerivation {
+  mkDerivation (finalAttrs: {
     pname = "torch";
     version = "2.9.1";
-    # As buildPythonPackage names it.
-    name = "python${interp.pythonVersion}-torch-2.9.1";
+    # As buildPythonPackage names it: from the final pname and version.
+    name = "python${interp.pythonVersion}-${finalAttrs.pname}-${finalAttrs.version}";
     outputs = [
       "out"
       "dev"
@@ -99,7 +154,9 @@ makeOverridable (
     preBuild = ''
       export MAX_JOBS=$NIX_BUILD_CORES
     '';
-    env.NIX_CFLAGS_COMPILE = "-Wno-error";
+    env.NIX_CFLAGS_COMPILE = toString (
+      [ "-Wno-error" ] ++ lib.optional isAarch64 "-DNIXPKGS_DOUBLE_AARCH64_FLAGS_NOT_ESTABLISHED"
+    );
     buildInputs = [
       pkgs.numactl
     ]
@@ -115,10 +172,11 @@ makeOverridable (
     passthru = {
       inherit cudaSupport cudaPackages rocmSupport;
       pythonModule = interp;
-      cudaCapabilities = if cudaSupport then capabilities else [ ];
+      cudaCapabilities = if cudaSupport then supportedCudaCapabilities else [ ];
     };
     meta = {
       license = lib.licenses.bsd3;
+      inherit broken;
     };
-  }
+  })
 ) { }

@@ -9,7 +9,10 @@ What gets built, each item once:
   cuda-libs    the CUDA libraries nixpkgs compiles for a capability set (magma, NCCL, ...): one per
                nixpkgs instance, i.e. per `Variant.nixpkgs_key` (system, CUDA, capabilities)
   torch        one source build per (system, capabilities, ISA, CUDA, Python, torch version); needs the
-               `big-parallel` system feature (nixpkgs' torch sets requiredSystemFeatures)
+               `big-parallel` system feature (nixpkgs' torch sets requiredSystemFeatures) and the ISA's
+               `gccarch-<march>` (its import check runs the ISA's code)
+  torchvision  nixpkgs' torchvision built against that torch (C++ ops and CUDA kernels), once per torch;
+               its import check loads torch, so it needs `gccarch-<march>` too
   variant      the variant's own derivations: sglang and the platform wheels patched against its torch
   pure-wheels  the pure-Python wheels of a release line, shared by all of its variants
 
@@ -55,6 +58,9 @@ class Weights:
     variant_disk_gb: float = 5.0
     pure_wheels_hours: float = 0.05
     pure_wheels_disk_gb: float = 2.0
+    torchvision_hours: float = 0.25
+    torchvision_hours_per_capability: float = 0.03
+    torchvision_disk_gb: float = 3.0
     ci_timeout_factor: float = 2.0
 
 
@@ -95,7 +101,7 @@ def load_weights(spec: Spec) -> Weights:
 
 @dataclass
 class Item:
-    kind: str  # cuda-libs | torch | variant | pure-wheels
+    kind: str  # cuda-libs | torch | torchvision | variant | pure-wheels
     key: str
     system: str
     hours: float  # on the reference builder
@@ -119,6 +125,12 @@ def torch_key(v: Variant) -> str:
     """One torch build serves every variant with the same key."""
     caps = "+".join(v.capabilities)
     return f"{v.system}-cuda{v.cuda}-python{v.python}-torch{v.versions['torch']}-{caps}-{v.isa}"
+
+
+def gccarch_features(v: Variant) -> tuple[str, ...]:
+    """nixpkgs' system feature for the variant's ISA (gccarch-<march>), which torch and every build that
+    imports it require: a builder without it would run the ISA's code and die with SIGILL."""
+    return (f"gccarch-{v.gcc_arch}",) if v.gcc_arch else ()
 
 
 def pure_key(v: Variant) -> str:
@@ -147,6 +159,7 @@ class Plan:
         chain = [
             self.item("cuda-libs", v.nixpkgs_key),
             self.item("torch", torch_key(v)),
+            self.item("torchvision", torch_key(v)),
             self.item("variant", v.name),
         ]
         if pure_wheels(self.spec, v.line):
@@ -190,6 +203,7 @@ def make_plan(spec: Spec, names: list[str] | tuple[str, ...] = ()) -> Plan:
 
     for v in variants:
         n = len(v.capabilities)
+        gccarch = gccarch_features(v)
         add(
             "cuda-libs",
             v.nixpkgs_key,
@@ -203,12 +217,20 @@ def make_plan(spec: Spec, names: list[str] | tuple[str, ...] = ()) -> Plan:
             v,
             weights.torch_hours_per_capability * n,
             weights.torch_disk_gb,
-            (BIG_PARALLEL,),
+            (BIG_PARALLEL, *gccarch),
+        )
+        add(
+            "torchvision",
+            torch_key(v),
+            v,
+            weights.torchvision_hours + weights.torchvision_hours_per_capability * n,
+            weights.torchvision_disk_gb,
+            gccarch,
         )
         add("variant", v.name, v, weights.variant_hours, weights.variant_disk_gb)
         if pure_wheels(spec, v.line):
             add("pure-wheels", pure_key(v), v, weights.pure_wheels_hours, weights.pure_wheels_disk_gb)
-    order = {"cuda-libs": 0, "torch": 1, "variant": 2, "pure-wheels": 3}
+    order = {"cuda-libs": 0, "torch": 1, "torchvision": 2, "variant": 3, "pure-wheels": 4}
     ordered = sorted(items.values(), key=lambda it: order[it.kind])
     return Plan(spec, weights, variants, ordered)
 
@@ -386,7 +408,15 @@ def _reject(file: str, v: Variant, builders: list[Builder]) -> UserError:
             f"{file}: variant {v.name} needs system feature {BIG_PARALLEL} (torch's requiredSystemFeatures), "
             f"which no {v.system} builder supports"
         )
-    mandatory = sorted({f for b in featured for f in b.mandatory})
+    isa = gccarch_features(v)
+    capable = [b for b in featured if set(isa) <= b.features]
+    if not capable:
+        return UserError(
+            f"{file}: variant {v.name} needs system feature {isa[0]} (its ISA {v.isa}: torch and the builds "
+            f"that import it run {v.isa} code), which no {v.system} builder with {BIG_PARALLEL} supports; "
+            f"add it to the system-features of a builder whose CPU has {v.isa}"
+        )
+    mandatory = sorted({f for b in capable for f in b.mandatory})
     return UserError(
         f"{file}: variant {v.name}: every {v.system} builder with {BIG_PARALLEL} has mandatory features "
         f"({', '.join(mandatory)}) that its other derivations do not require"
@@ -404,7 +434,8 @@ def assign(plan: Plan, builders: list[Builder], file: str) -> list[Assignment]:
         groups.setdefault(torch_key(v), []).append(v)
 
     def fits(b: Builder, v: Variant) -> bool:
-        return v.system in b.systems and b.max_jobs > 0 and BIG_PARALLEL in b.features and not b.mandatory
+        needed = {BIG_PARALLEL, *gccarch_features(v)}
+        return v.system in b.systems and b.max_jobs > 0 and needed <= b.features and not b.mandatory
 
     def own_items(group: list[Variant]) -> list[Item]:
         seen: dict[tuple[str, str], Item] = {}
@@ -492,11 +523,12 @@ def _print_human(plan: Plan, run: LocalRun, assignments: list[Assignment] | None
     table.add_column("variants", overflow="fold")
     table.add_column("hours", justify="right")
     table.add_column("disk GB", justify="right")
+    table.add_column("builder needs", overflow="fold")
     for it in plan.items:
         shown = ", ".join(it.variants) if len(it.variants) <= 3 else f"{len(it.variants)} variants"
-        table.add_row(it.kind, it.key, shown, f"{it.hours:.2f}", f"{it.disk_gb:.0f}")
+        table.add_row(it.kind, it.key, shown, f"{it.hours:.2f}", f"{it.disk_gb:.0f}", ", ".join(it.features))
     table.add_row(
-        "total", f"{len(plan.items)} items", "", f"{plan.total_hours:.1f}", f"{plan.total_disk_gb:.0f}"
+        "total", f"{len(plan.items)} items", "", f"{plan.total_hours:.1f}", f"{plan.total_disk_gb:.0f}", ""
     )
     console.print(table)
     click.echo(
@@ -550,7 +582,8 @@ def plan(obj: Any, variants: tuple[str, ...], as_json: bool, builders_file: Path
 
     With --builders FILE, assign the variants to the machines listed there (balancing estimated hours
     over each machine's speed factor, keeping variants that share a torch build together, honouring its
-    systems and supported features: torch needs big-parallel) and print one command per machine:
+    systems and supported features: torch needs big-parallel, and torch with torchvision the ISA's
+    gccarch-<march>, e.g. gccarch-x86-64-v4 for avx512) and print one command per machine:
 
     \b
       nix build --builders 'LINE' --max-jobs 0 --option builders-use-substitutes true .#a .#b

@@ -5,8 +5,13 @@ catches drift. Jobs: `eval` (GitHub-hosted: flake check, render/lock --check), `
 Nix builder per variant, pushing to a Cachix binary cache) and `smoke` (one self-hosted GPU runner per
 variant, substituting the build from that cache). Runner labels:
 
-  build   self-hosted, nix, big-parallel, X64 | ARM64 (the variant's system)
-  smoke   self-hosted, nix, gpu, sm<capability> (sm90 for capability 9.0, ...), X64 | ARM64
+  build   self-hosted, nix, big-parallel, gccarch-<march>, X64 | ARM64 (the variant's system)
+  smoke   self-hosted, nix, gpu, sm<capability> (sm90 for capability 9.0, ...), gccarch-<march>, X64 | ARM64
+
+gccarch-<march> is the variant's ISA as nixpkgs' system feature names it (matrix.toml [isas.*] gcc-arch,
+gccarch-x86-64-v4 for avx512): torch and the builds that import it run the ISA's code, and so does the
+smoke test, so both runners' CPUs must have it. A variant whose ISA names no gcc-arch gets `nix` there
+(a label every runner has).
 
 The smoke runner needs the variant's system too: an aarch64-linux variant (GH200: sm90, ARM64) exists only
 under the flake's aarch64-linux packages, so an x86_64 H100 runner must not pick it up, nor a GH200 runner
@@ -60,6 +65,10 @@ def _variants(spec: Spec) -> list[Variant]:
     return resolve_variants(spec)
 
 
+def gccarch_label(v: Variant) -> str:
+    return f"gccarch-{v.gcc_arch}" if v.gcc_arch else "nix"
+
+
 def context(spec: Spec, variants: list[Variant]) -> dict[str, Any]:
     plan = make_plan(spec)
     by_name = {v.name: v for v in plan.variants}
@@ -76,10 +85,13 @@ def context(spec: Spec, variants: list[Variant]) -> dict[str, Any]:
                 "isa": v.isa,
                 "arch": arch,
                 "sm": smoke_label(spec, v),
+                "gccarch": gccarch_label(v),
                 "timeout": ci_timeout_minutes(plan, by_name[v.name]),
             }
         )
-    labels = sorted({"nix", "big-parallel", "gpu"} | {e["sm"] for e in entries})
+    labels = sorted(
+        {"nix", "big-parallel", "gpu"} | {e["sm"] for e in entries} | {e["gccarch"] for e in entries}
+    )
     return {"entries": entries, "labels": labels}
 
 
