@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from packaging.specifiers import InvalidSpecifier, SpecifierSet
 from packaging.version import InvalidVersion, Version
 
 from .errors import SpecError
@@ -22,13 +23,19 @@ CAPABILITY_RE = re.compile(r"^[0-9]+\.[0-9]+$")
 MAJOR_MINOR_RE = re.compile(r"^[0-9]+\.[0-9]+$")
 # Nix attribute names we generate must be usable unquoted in `nix build .#NAME`.
 NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]*$")
+MODULE_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*")
 SRI_RE = re.compile(r"^sha256-[A-Za-z0-9+/]{43}=$")
 SYSTEMS = ("x86_64-linux", "aarch64-linux")
 # The keys of each table with a fixed shape (anything else is a typo and an error).
-TOP_KEYS = ("schema", "nixpkgs", "build", "isas", "capabilities", "targets", "sonames", "lines", "plan")
+TOP_KEYS = (
+    "schema", "nixpkgs", "build", "isas", "capabilities", "targets", "sonames", "lines", "plan",
+    "cuda-drivers", "jit-headers", "module-distributions",
+)  # fmt: skip
 NIXPKGS_KEYS = ("rev", "min-nix")
 BUILD_KEYS = ("max-jobs-cap", "default-variant", "prune-device-code")
-ISA_KEYS = ("systems", "description", "flags", "cpu-features")
+ISA_KEYS = ("systems", "description", "flags", "cpu-features", "gcc-arch")
+# A -march name as nixpkgs' gccarch-<name> system features spell it ("x86-64-v4", "armv8.2-a").
+GCC_ARCH_RE = re.compile(r"^[a-z0-9][a-z0-9._-]*$")
 CAPABILITY_KEYS = ("min-cuda", "max-cuda")
 TARGET_KEYS = ("capabilities", "architecture", "gpus", "cudnn", "cudnn-reason")
 LINE_KEYS = (
@@ -42,11 +49,14 @@ LINE_KEYS = (
     "torch",
     "wheels",
     "exclude",
+    "server-modules",
+    "gpu-only-modules",
+    "nixpkgs-versions",
 )
 WHEEL_KEYS = (
     "pname", "version", "tags", "url", "hash", "libraries", "requires", "dropped", "gpu-code-gaps",
     "accepted-skew", "imports", "no-import-check", "remove-deps", "native-code", "description", "homepage",
-    "license", "cuda", "optional", "keep-for", "prune",
+    "license", "cuda", "optional", "keep-for", "prune", "optional-imports",
 )  # fmt: skip
 # nixpkgs `lib.licenses` attributes a wheel may name (extend as needed: the name must exist there).
 LICENSES = ("asl20", "bsd2", "bsd3", "mit", "mpl20", "unfree", "unfreeRedistributable")
@@ -68,6 +78,8 @@ class Isa:
     description: str
     flags: tuple[str, ...]
     cpu_features: tuple[str, ...]
+    # The -march name builders advertise as the system feature gccarch-<name> (None: any builder).
+    gcc_arch: str | None = None
 
 
 @dataclass(frozen=True)
@@ -132,6 +144,9 @@ class Wheel:
     # With pruning on: the wheel is left out of variants with none of these capabilities.
     keep_for: tuple[str, ...] = ()
     prune: tuple[PruneRule, ...] = ()
+    # Modules the wheel's code imports only under a condition (an `if` at module level) that may go
+    # unprovided: module -> why (`audit --imports` fails on any other unprovided conditional import).
+    optional_imports: dict[str, str] = field(default_factory=dict)
 
     def kept(self, capabilities: tuple[str, ...]) -> bool:
         """Whether pruning keeps this wheel for a variant with these capabilities."""
@@ -175,6 +190,27 @@ class Exclude:
 
 
 @dataclass(frozen=True)
+class NixpkgsVersion:
+    """The version of a Python package nixpkgs has at a line's pin, and the evidence for it."""
+
+    version: str | None  # settled (or probable, as evidence says)
+    range: str | None  # where no single version can be settled: what the evidence allows (PEP 440)
+    file: str
+    commit: str | None
+    evidence: str
+
+    @property
+    def source(self) -> str:
+        at = f" @ {self.commit[:12]}" if self.commit else ""
+        return f"nixpkgs {self.file}{at}: {self.evidence}"
+
+    @property
+    def specifier(self) -> str:
+        """As a requirement specifier: "==4.57.1", ">=1.0,<2", or "" where nothing is known."""
+        return f"=={self.version}" if self.version else (self.range or "")
+
+
+@dataclass(frozen=True)
 class Line:
     name: str
     pythons: tuple[str, ...]
@@ -187,6 +223,12 @@ class Line:
     torch_version: str
     wheels: dict[str, Wheel]
     excludes: tuple[Exclude, ...] = ()
+    # Module the server loads at start-up -> who loads it (rehearse imports them, audit --imports walks them).
+    server_modules: dict[str, str] = field(default_factory=dict)
+    # Module (or package) -> why it cannot load without a GPU (the rehearsal stands in for it then).
+    gpu_only_modules: dict[str, str] = field(default_factory=dict)
+    # nixpkgs attribute of the variant's Python set -> the version nixpkgs has at the pin.
+    nixpkgs_versions: dict[str, NixpkgsVersion] = field(default_factory=dict)
 
     @property
     def python(self) -> str:
@@ -213,6 +255,10 @@ class Spec:
     sonames: dict[str, str]
     lines: dict[str, Line]
     raw: dict[str, Any] = field(repr=False, compare=False, default_factory=dict)
+    # Top-level import name -> the distribution that provides it, where the names differ (audit --imports).
+    module_distributions: dict[str, str] = field(default_factory=dict)
+    # [cuda-drivers]: NVIDIA's driver versions per CUDA release (None when the spec has no such table).
+    cuda_drivers: CudaDrivers | None = None
 
     def provider(self, soname: str) -> str | None:
         """What provides a SONAME per [sonames] (first matching glob), or None."""
@@ -312,6 +358,25 @@ class _Reader:
         return value
 
 
+def _module_map(r: _Reader, t: dict[str, Any], name: str, path: str) -> dict[str, str]:
+    """A table keyed by top-level Python module names (`IPython`, `yaml`), with string values."""
+    table = r.string_map(t, name, path)
+    for module in table:
+        if not module.isidentifier():
+            raise r.fail(f"{path}.{key(name)}.{key(module)}", module, "not a top-level Python module name")
+    return table
+
+
+def _parse_module_distributions(r: _Reader, data: dict[str, Any]) -> dict[str, str]:
+    table = r.table(data, "module-distributions", "", required=False)
+    for module, dist in table.items():
+        if not module.isidentifier():
+            raise r.fail(f"module-distributions.{key(module)}", module, "not a top-level Python module name")
+        if not isinstance(dist, str) or not re.fullmatch(r"[A-Za-z0-9]([A-Za-z0-9._-]*[A-Za-z0-9])?", dist):
+            raise r.fail(f"module-distributions.{key(module)}", dist, "not a distribution name")
+    return table
+
+
 def _version_tuple(text: str) -> tuple[int, ...]:
     return tuple(int(p) for p in text.split("."))
 
@@ -390,11 +455,16 @@ def parse_spec(data: dict[str, Any], path: Path, file: str) -> Spec:
         sonames=sonames,
         lines=lines,
         raw=data,
+        cuda_drivers=_parse_cuda_drivers(r, data, lines),
+        module_distributions=_parse_module_distributions(r, data),
     )
     # Names are checked when variants resolve (they depend on every line at once).
     from .variants import resolve_variants  # here: variants imports this module
 
     variants = resolve_variants(spec)
+    from .jit_headers import load_table  # here: jit_headers imports this module
+
+    load_table(spec)  # [jit-headers], validated with the rest of the file
     if default_variant not in {v.name for v in variants} | {v.long_name for v in variants}:
         raise r.fail("build.default-variant", default_variant, "names no variant of the matrix")
     return spec
@@ -413,9 +483,11 @@ def _parse_isas(r: _Reader, raw: dict[str, Any]) -> dict[str, Isa]:
             if system not in SYSTEMS:
                 raise r.fail(f"{path}.systems[{i}]", system, f"unknown system (known: {', '.join(SYSTEMS)})")
         flags = r.strings(t, "flags", path)
-        isas[name] = Isa(
-            name, systems, r.string(t, "description", path), flags, r.strings(t, "cpu-features", path)
-        )
+        gcc_arch = r.string(t, "gcc-arch", path, required=False) or None
+        if gcc_arch is not None and not GCC_ARCH_RE.match(gcc_arch):
+            raise r.fail(f"{path}.gcc-arch", gcc_arch, 'a -march name such as "x86-64-v4" or "armv9-a"')
+        description = r.string(t, "description", path)
+        isas[name] = Isa(name, systems, description, flags, r.strings(t, "cpu-features", path), gcc_arch)
     return isas
 
 
@@ -555,6 +627,13 @@ def _parse_line(
         for attr in wheels_raw
     }
     excludes = _parse_excludes(r, t, path)
+    server_modules = r.string_map(t, "server-modules", path)
+    gpu_only_modules = r.string_map(t, "gpu-only-modules", path)
+    for table, modules in (("server-modules", server_modules), ("gpu-only-modules", gpu_only_modules)):
+        for module in modules:
+            if not MODULE_RE.fullmatch(module):
+                raise r.fail(f"{path}.{table}", module, "not a dotted Python module name")
+    nixpkgs_versions = _parse_nixpkgs_versions(r, t, path)
     # An exclude value must name something the spec knows (a typo would silently exclude nothing); it need
     # not be on this line (a rule may outlive a value the line dropped).
     known = {"system": SYSTEMS, "target": tuple(targets), "isa": tuple(isas)}
@@ -597,6 +676,9 @@ def _parse_line(
         long_name=templates["long-name"],
         torch_version=torch_version,
         wheels=wheels,
+        server_modules=server_modules,
+        gpu_only_modules=gpu_only_modules,
+        nixpkgs_versions=nixpkgs_versions,
     )
 
 
@@ -609,6 +691,36 @@ def unsupported(capabilities: dict[str, Capability], caps: tuple[str, ...], cuda
         if info.max_cuda is not None and _version_tuple(cuda) > _version_tuple(info.max_cuda):
             return f"capability {cap} needs CUDA <= {info.max_cuda}, but this line uses CUDA {cuda}"
     return None
+
+
+def _parse_nixpkgs_versions(r: _Reader, t: dict[str, Any], path: str) -> dict[str, NixpkgsVersion]:
+    raw = r.table(t, "nixpkgs-versions", path, required=False)
+    here = f"{path}.nixpkgs-versions"
+    out: dict[str, NixpkgsVersion] = {}
+    for attr in raw:
+        entry = r.table(raw, attr, here)
+        where = f"{here}.{key(attr)}"
+        r.only(entry, where, ("version", "range", "file", "commit", "evidence"))
+        version = _version(r, entry, where) if "version" in entry else None
+        bracket = r.string(entry, "range", where, required=False) or None
+        if version and bracket:
+            raise r.fail(f"{where}.range", bracket, "give a version or a range, not both")
+        if bracket:
+            try:
+                SpecifierSet(bracket)
+            except InvalidSpecifier:
+                raise r.fail(f"{where}.range", bracket, 'not a version range (like ">=1.0,<2")') from None
+        commit = r.string(entry, "commit", where, required=False) or None
+        if commit is not None and not re.fullmatch(r"[0-9a-f]{40}", commit):
+            raise r.fail(f"{where}.commit", commit, "must be a full 40-digit nixpkgs commit")
+        out[attr] = NixpkgsVersion(
+            version=version,
+            range=bracket,
+            file=r.string(entry, "file", where),
+            commit=commit,
+            evidence=r.string(entry, "evidence", where),
+        )
+    return out
 
 
 def _parse_excludes(r: _Reader, t: dict[str, Any], path: str) -> tuple[Exclude, ...]:
@@ -762,7 +874,43 @@ def _parse_wheel(r: _Reader, attr: str, t: dict[str, Any], parent: str, systems:
         optional=optional,
         keep_for=keep_for,
         prune=_parse_prune(r, t, path),
+        optional_imports=_module_map(r, t, "optional-imports", path),
         description=r.string(t, "description", path),
         homepage=r.string(t, "homepage", path),
         license=_license(r, t, path),
     )
+
+
+@dataclass(frozen=True)
+class CudaDrivers:
+    """[cuda-drivers]: `minimum` per CUDA major (the oldest driver that runs it through minor-version
+    compatibility), `full` per CUDA release (the driver of its GA: every feature and its PTX)."""
+
+    minimum: dict[str, str]
+    full: dict[str, str]
+
+
+def _parse_cuda_drivers(r: _Reader, data: dict[str, Any], lines: dict[str, Line]) -> CudaDrivers | None:
+    if "cuda-drivers" not in data:
+        return None
+    t = r.table(data, "cuda-drivers", "")
+    r.only(t, "cuda-drivers", ("minimum", "full"))
+    tables: dict[str, dict[str, str]] = {}
+    for name, key_re, example in (("minimum", r"[0-9]+", '"12"'), ("full", r"[0-9]+\.[0-9]+", '"12.8"')):
+        table = r.string_map(t, name, "cuda-drivers")
+        for cuda, driver in table.items():
+            if not re.fullmatch(key_re, cuda):
+                raise r.fail(f"cuda-drivers.{name}", cuda, f"must be a CUDA version like {example}")
+            if not re.fullmatch(r"[0-9]+(\.[0-9]+){0,2}", driver):
+                raise r.fail(
+                    f"cuda-drivers.{name}.{key(cuda)}", driver, 'must be a driver version like "570.26"'
+                )
+        tables[name] = table
+    for line_name, line in lines.items():
+        for cuda in line.cudas:
+            for name, wanted in (("minimum", cuda.split(".")[0]), ("full", cuda)):
+                if wanted not in tables[name]:
+                    raise r.fail(
+                        f"cuda-drivers.{name}", wanted, f"no entry for CUDA {cuda} (lines.{key(line_name)})"
+                    )
+    return CudaDrivers(tables["minimum"], tables["full"])

@@ -38,6 +38,8 @@ class Variant:
     wheels: dict[str, str]
     # Paths each wheel leaves out for this variant (pruning on): dead device code, per the spec's rules.
     pruned: dict[str, tuple[str, ...]]
+    # The ISA's -march name: torch and what imports it require the system feature gccarch-<gcc_arch>.
+    gcc_arch: str | None = None
 
     @property
     def nixpkgs_key(self) -> str:
@@ -56,6 +58,7 @@ class Variant:
             "architecture": self.architecture,
             "gpus": list(self.gpus),
             "cflags": list(self.cflags),
+            "gccArch": self.gcc_arch,
             "python": self.python,
             "cuda": self.cuda,
             "cudnn": self.cudnn,
@@ -154,6 +157,7 @@ def resolve_variants(spec: Spec) -> list[Variant]:
                     versions=versions,
                     wheels=wheels,
                     pruned=pruned,
+                    gcc_arch=isa.gcc_arch,
                 )
             )
     return variants
