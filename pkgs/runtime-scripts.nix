@@ -1,6 +1,8 @@
-# sglang-serve and sglang-resolve-model: the two standalone modules of tools/sglang_matrix (stdlib and
-# click only), installed as the namespace package `sglang_matrix` so `python -m sglang_matrix.serve`
-# works inside a variant's environment without the rest of the tool.
+# sglang-serve and sglang-resolve-model: the standalone modules of tools/sglang_matrix (stdlib and click
+# only), installed as the namespace package `sglang_matrix` so `python -m sglang_matrix.serve` works inside
+# a variant's environment without the rest of the tool. sglang-serve's preflight needs the host package
+# (driver search, probing, the record, the checks: standard library only) and errors.py; tests/test_serve.py
+# follows serve.py's imports and checks that every module it needs is listed here.
 {
   lib,
   buildPythonPackage,
@@ -10,6 +12,9 @@
 let
   toolDir = ../tools/sglang_matrix;
   pyproject = builtins.fromTOML (builtins.readFile ../pyproject.toml);
+  # The modules of tools/sglang_matrix it installs: one list, which `sglang-matrix rehearse` installs too
+  # and tests/test_serve.py checks against serve.py's imports.
+  modules = builtins.fromJSON (builtins.readFile ./runtime-modules.json);
 in
 buildPythonPackage {
   pname = "sglang-matrix-runtime";
@@ -18,15 +23,14 @@ buildPythonPackage {
 
   src = lib.fileset.toSource {
     root = toolDir;
-    fileset = lib.fileset.unions [
-      (toolDir + "/serve.py")
-      (toolDir + "/resolve_model.py")
-    ];
+    fileset = lib.fileset.unions (map (m: toolDir + "/${m}") modules);
   };
 
   installPhase = ''
     runHook preInstall
-    install -Dm644 -t "$out/${python.sitePackages}/sglang_matrix" serve.py resolve_model.py
+    for module in ${lib.escapeShellArgs modules}; do
+      install -Dm644 "$module" "$out/${python.sitePackages}/sglang_matrix/$module"
+    done
     runHook postInstall
   '';
 
@@ -34,6 +38,7 @@ buildPythonPackage {
   pythonImportsCheck = [
     "sglang_matrix.serve"
     "sglang_matrix.resolve_model"
+    "sglang_matrix.host.preflight"
   ];
 
   meta = {

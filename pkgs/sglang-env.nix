@@ -2,9 +2,13 @@
 # bin/sglang-serve and bin/sglang-resolve-model. Every entry point sets up what FlashInfer's and
 # sgl-kernel's runtime JIT needs (CUDA_HOME with nvcc, headers and libraries from the closure) and a
 # writable per-user, per-variant FlashInfer cache (its cache key embeds store paths: variants must not
-# share one). No PYTHONPATH walk over the closure is needed: python.withPackages already has it all.
+# share one), exposes the host's NVIDIA driver libraries on any Linux host (pkgs/launcher.bash) and carries
+# the record sglang-serve's preflight reads. No PYTHONPATH walk over the closure is needed:
+# python.withPackages already has it all.
 {
   lib,
+  callPackage,
+  runCommand,
   symlinkJoin,
   writeShellScript,
   writeText,
@@ -21,51 +25,72 @@ let
     runtime
   ]);
 
-  # A CUDA_HOME-shaped tree: bin/nvcc, include/ (cuda_runtime.h, nv/target), lib/ and lib/stubs.
-  cudaParts = with cudaPackages; [
-    cuda_nvcc
-    cuda_cudart
-    cuda_cccl
-    cuda_nvrtc
-    libcublas
-  ];
-  cudaHome = symlinkJoin {
-    name = "sglang-matrix-cuda-home-${variant.cuda}";
-    paths = lib.unique (
-      lib.concatMap (
-        pkg: map (output: pkg.${output}) (builtins.filter (o: o != "static") (pkg.outputs or [ "out" ]))
-      ) cudaParts
-    );
-  };
-
-  cacheDir = "\${XDG_CACHE_HOME:-$HOME/.cache}/sglang-matrix/${variant.longName}";
+  # What FlashInfer's and sgl-kernel's runtime JIT compile against: pkgs/cuda-home.nix.
+  cudaHome = callPackage ./cuda-home.nix { inherit cudaPackages variant; };
 
   # FlashInfer's runtime JIT runs `ninja` from PATH and compiles host code with $CXX (default `c++`);
   # nvcc needs a host compiler it supports: the one nixpkgs' CUDA packages are built with.
   hostCc = cudaPackages.backendStdenv.cc;
 
+  # The driver search every entry point runs first (sglang_matrix/host/driver.py: the standard library
+  # only, run by `python -I -S` so it adds little to start-up; bench/launcher measures it). Byte-compiled
+  # here: a store path is read-only, so a start would otherwise compile it anew every time. The build's
+  # SOURCE_DATE_EPOCH makes compileall write hash-checked .pyc files, valid whatever the store's mtimes.
+  driverSearch = runCommand "sglang-matrix-driver-search" { } ''
+    mkdir -p $out
+    cp ${../tools/sglang_matrix/host/driver.py} $out/driver.py
+    ${python.interpreter} -m compileall -q $out
+  '';
+
+  # What sglang-serve's preflight checks against without the spec (sglang_matrix/host/record.py): this
+  # variant, the variants of its system (to name the one that fits) and NVIDIA's driver table.
+  sglangLib = import ../lib { };
+  record = writeText "${variant.longName}-record.json" (
+    builtins.toJSON {
+      schema = 1;
+      variant = variant.longName;
+      cudaDrivers = sglangLib.matrix.cuda-drivers or null;
+      variants = map (v: {
+        inherit (v)
+          name
+          longName
+          line
+          system
+          target
+          isa
+          python
+          cuda
+          capabilities
+          ;
+        cpuFeatures = sglangLib.matrix.isas.${v.isa}.cpu-features;
+      }) (builtins.filter (v: v.system == variant.system) sglangLib.variants);
+    }
+  );
+
   # makeBinaryWrapper (which withPackages uses) cannot expand $HOME at run time, so the entry points are
-  # small bash scripts in front of the environment's interpreter.
+  # small bash scripts in front of the environment's interpreter. Their body is pkgs/launcher.bash, a
+  # file of its own so that tests run the very script users run (tests/host_fixtures.py fills the
+  # placeholders the same way).
+  placeholders = {
+    variant = variant.name;
+    longName = variant.longName;
+    cudaHome = "${cudaHome}";
+    binPath = lib.makeBinPath [
+      ninja
+      hostCc
+    ];
+    hostCc = "${hostCc}";
+    python = python.interpreter;
+    driverSearch = "${driverSearch}";
+    record = "${record}";
+  };
   launcher =
     name: exec:
-    writeShellScript "${variant.name}-${name}" ''
-      # ${variant.name}: SGLang runtime environment (sglang-matrix).
-      export CUDA_HOME=${cudaHome}
-      export CUDA_PATH="$CUDA_HOME"
-      export PATH="$CUDA_HOME/bin:${lib.makeBinPath [ ninja hostCc ]}''${PATH:+:$PATH}"
-      export CPATH="$CUDA_HOME/include''${CPATH:+:$CPATH}"
-      export LIBRARY_PATH="$CUDA_HOME/lib:$CUDA_HOME/lib/stubs''${LIBRARY_PATH:+:$LIBRARY_PATH}"
-      : "''${CC:=${hostCc}/bin/cc}" "''${CXX:=${hostCc}/bin/c++}"
-      export CC CXX
-      # FlashInfer 0.6 keeps its JIT cache under $FLASHINFER_WORKSPACE_BASE/.cache/flashinfer (the seed's
-      # FLASHINFER_JIT_DIR is a constant it derives from that, not a variable it reads). Its cache key
-      # embeds store paths, so each variant gets its own, writable, per user.
-      : "''${FLASHINFER_WORKSPACE_BASE:=${cacheDir}}"
-      export FLASHINFER_WORKSPACE_BASE
-      # A PYTHONHOME from outside would point this interpreter at another standard library.
-      unset PYTHONHOME
-      exec ${exec} "$@"
-    '';
+    writeShellScript "${variant.name}-${name}" (
+      builtins.replaceStrings (map (p: "@${p}@") (builtins.attrNames placeholders ++ [ "exec" ])) (
+        builtins.attrValues placeholders ++ [ exec ]
+      ) (builtins.readFile ./launcher.bash)
+    );
   # The variant's spec, for `sglang-matrix smoke` and for people: what this environment was built as.
   variantJson = writeText "${variant.longName}.json" (builtins.toJSON variant);
 
@@ -97,6 +122,7 @@ symlinkJoin {
       variant
       cudaHome
       launchers
+      record
       ;
     inherit (python.pkgs) torch;
   };

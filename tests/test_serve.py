@@ -1,8 +1,10 @@
-"""sglang-serve: the launch_server argv from SGLANG_* variables, bad values, the env file, preflight."""
+"""sglang-serve: the launch_server argv from SGLANG_* variables, bad values, the env file, preflight (on by
+default; the host's side of it is tests/test_host_preflight.py)."""
 
 from __future__ import annotations
 
 import ast
+import json
 import os
 import shlex
 import socket
@@ -13,10 +15,14 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner, Result
+from host_fixtures import ROOT, Stubs, make_host, stub_env
 from sglang_matrix import resolve_model, serve
+from sglang_matrix.host.record import matrix_from_spec
+from sglang_matrix.spec import load_spec
 
 DEFAULT = "microsoft/Phi-4-mini-instruct-FP8-TORCHAO"
 LAUNCH = [sys.executable, "-m", "sglang.launch_server"]
+WHICH = ROOT / "tests" / "fixtures" / "which"
 
 
 def base(
@@ -38,6 +44,11 @@ def clean_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]
             monkeypatch.delenv(name)
     env_file = tmp_path / "resolved.env"
     monkeypatch.setenv("SGLANG_ENV_FILE", str(env_file))
+    # This machine has no GPU: the tests of the argv and the exec turn the (default) preflight off; those
+    # of the preflight turn it on, with a stub driver.
+    monkeypatch.setenv("SGLANG_PREFLIGHT", "0")
+    for name in ("CUDA_VISIBLE_DEVICES", "STUB_GPUS", "STUB_CUDA_VERSION"):
+        monkeypatch.delenv(name, raising=False)
     yield env_file
     # serve exports the env file's variables before exec; undo whatever it set.
     os.environ.clear()
@@ -325,34 +336,92 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+@pytest.fixture(scope="module")
+def stubs(tmp_path_factory: pytest.TempPathFactory) -> Stubs:
+    return Stubs(tmp_path_factory.mktemp("stubs"))
+
+
+def stub_host(tmp_path: Path, stubs: Stubs, gpus: str = "NVIDIA H100 80GB HBM3:9.0") -> dict[str, str]:
+    """The variables of a fake Ubuntu host with a stub driver, as sglang-sm90-avx512's launcher runs it."""
+    root = tmp_path / "host"
+    make_host(root, "ubuntu", stubs)
+    (root / "proc").mkdir()
+    (root / "proc" / "cpuinfo").write_text((WHICH / "h100.cpuinfo").read_text())
+    record = tmp_path / "record.json"
+    record.write_text(
+        json.dumps(matrix_from_spec(load_spec(ROOT / "matrix.toml"), "sglang-sm90-avx512").to_json())
+    )
+    return {"SGLANG_MATRIX_HOST_ROOT": str(root), "SGLANG_MATRIX_RECORD": str(record), **stub_env(gpus)}
+
+
+def test_preflight_is_on_by_default_and_refuses_before_exec(
+    tmp_path: Path, stubs: Stubs, monkeypatch: pytest.MonkeyPatch, execv: list[tuple[str, list[str]]]
+) -> None:
+    monkeypatch.delenv("SGLANG_PREFLIGHT")
+    result = invoke(stub_host(tmp_path, stubs, "NVIDIA A40:8.6"), monkeypatch=monkeypatch)
+    assert result.exit_code == 2, result.output
+    assert execv == []
+    refused = [line for line in result.stderr.splitlines() if "refused:" in line]
+    assert refused == [
+        "sglang-serve: refused: GPU 0 (NVIDIA A40, capability 8.6) cannot run sglang-sm90-avx512, built for "
+        "9.0 only: use sglang-sm86-avx512 (8.6)"
+    ]
+    assert result.stdout == ""
+
+
+def test_preflight_without_a_driver_refuses(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, execv: list[tuple[str, list[str]]]
+) -> None:
+    monkeypatch.setenv("SGLANG_MATRIX_HOST_ROOT", str(tmp_path))
+    result = invoke({"SGLANG_PREFLIGHT": "1"}, monkeypatch=monkeypatch)
+    assert result.exit_code == 2 and execv == []
+    assert "sglang-serve: refused: no NVIDIA driver found" in result.stderr
+
+
 def test_preflight_busy_port_is_exit_1(
-    busy_port: int, monkeypatch: pytest.MonkeyPatch, execv: list[tuple[str, list[str]]]
+    tmp_path: Path,
+    stubs: Stubs,
+    busy_port: int,
+    monkeypatch: pytest.MonkeyPatch,
+    execv: list[tuple[str, list[str]]],
 ) -> None:
     env = {"SGLANG_HOST": "127.0.0.1", "SGLANG_PORT": str(busy_port), "SGLANG_PREFLIGHT": "1"}
-    result = invoke(env, monkeypatch=monkeypatch)
+    result = invoke({**env, **stub_host(tmp_path, stubs)}, monkeypatch=monkeypatch)
     assert result.exit_code == 1, result.output
-    assert result.stderr == (
-        f"sglang-serve: error: port {busy_port} on 127.0.0.1 is already in use (SGLANG_PORT={busy_port})\n"
+    assert result.stderr.splitlines()[-1] == (
+        f"sglang-serve: error: port {busy_port} on 127.0.0.1 is already in use (SGLANG_PORT={busy_port})"
     )
+    assert "sglang-serve: ok: GPU 0: NVIDIA H100 80GB HBM3, capability 9.0" in result.stderr
     assert execv == []
 
 
-def test_preflight_free_port_execs(
-    monkeypatch: pytest.MonkeyPatch, execv: list[tuple[str, list[str]]]
+def test_preflight_that_passes_execs(
+    tmp_path: Path, stubs: Stubs, monkeypatch: pytest.MonkeyPatch, execv: list[tuple[str, list[str]]]
 ) -> None:
     port = str(free_port())
-    result = invoke(
-        {"SGLANG_HOST": "127.0.0.1", "SGLANG_PORT": port, "SGLANG_PREFLIGHT": "1"}, monkeypatch=monkeypatch
-    )
+    env = {"SGLANG_HOST": "127.0.0.1", "SGLANG_PORT": port, "SGLANG_PREFLIGHT": "yes"}
+    result = invoke({**env, **stub_host(tmp_path, stubs)}, monkeypatch=monkeypatch)
     assert result.exit_code == 0, result.output
     assert execv == [(sys.executable, base(host="127.0.0.1", port=port))]
+    assert result.stdout == ""  # the findings go to stderr: stdout is the server's
 
 
-def test_preflight_off_ignores_busy_port(
-    busy_port: int, monkeypatch: pytest.MonkeyPatch, execv: list[tuple[str, list[str]]]
+def test_preflight_off_ignores_busy_port_and_host(
+    tmp_path: Path, busy_port: int, monkeypatch: pytest.MonkeyPatch, execv: list[tuple[str, list[str]]]
 ) -> None:
-    result = invoke({"SGLANG_HOST": "127.0.0.1", "SGLANG_PORT": str(busy_port)}, monkeypatch=monkeypatch)
+    monkeypatch.setenv("SGLANG_MATRIX_HOST_ROOT", str(tmp_path))  # no driver at all
+    result = invoke(
+        {"SGLANG_HOST": "127.0.0.1", "SGLANG_PORT": str(busy_port), "SGLANG_PREFLIGHT": "off"},
+        monkeypatch=monkeypatch,
+    )
     assert result.exit_code == 0 and len(execv) == 1
+    assert result.stderr == ""
+
+
+def test_json_goes_with_preflight(monkeypatch: pytest.MonkeyPatch) -> None:
+    result = invoke({}, "--json", monkeypatch=monkeypatch)
+    assert result.exit_code == 2
+    assert result.stderr == "sglang-serve: error: --json goes with --preflight\n"
 
 
 def test_dry_run_skips_preflight(busy_port: int, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -362,21 +431,70 @@ def test_dry_run_skips_preflight(busy_port: int, monkeypatch: pytest.MonkeyPatch
 
 # -------------------------------------------------------------------------------------- standalone
 
+# What a variant's runtime package (pkgs/runtime-scripts.nix) must install for sglang-serve to run, its
+# preflight included: serve's own imports, followed through the package (checkout-only imports excepted).
+RUNTIME_MODULES = set(json.loads((ROOT / "pkgs" / "runtime-modules.json").read_text()))
+# Imported only in a checkout, behind a fallback (serve.preflight_matrix, host.record.matrix_from_spec).
+CHECKOUT_ONLY = {"fsutil", "spec", "variants"}
+TOOLS = Path(serve.__file__).resolve().parent
 
-@pytest.mark.parametrize("module", [serve, resolve_model])
-def test_module_is_standalone(module: object) -> None:
-    """A Nix package installs just serve.py and resolve_model.py: stdlib, click and each other only."""
-    source = Path(module.__file__).read_text()  # type: ignore[attr-defined]
-    allowed = set(sys.stdlib_module_names) | {"click", "resolve_model"}
-    for node in ast.walk(ast.parse(source)):
+
+def imports_of(path: Path) -> tuple[set[str], set[str]]:
+    """(third-party top-level names, package modules as paths relative to TOOLS) that `path` imports."""
+    outside: set[str] = set()
+    inside: set[str] = set()
+    here = path.parent.relative_to(TOOLS)
+    for node in ast.walk(ast.parse(path.read_text())):
         if isinstance(node, ast.Import):
-            names = [alias.name for alias in node.names]
+            outside |= {alias.name.split(".")[0] for alias in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.level == 0:
+            outside.add((node.module or "").split(".")[0])
         elif isinstance(node, ast.ImportFrom):
-            if node.level:
-                assert [a.name for a in node.names] == ["resolve_model"], ast.unparse(node)
+            base = here
+            for _ in range(node.level - 1):
+                base = base.parent
+            parts = (node.module or "").split(".") if node.module else []
+            if parts and parts[0] in CHECKOUT_ONLY:
                 continue
-            names = [node.module or ""]
-        else:
+            target = base.joinpath(*parts) if parts else base
+            if (TOOLS / target).is_dir():
+                # sglang_matrix itself is installed as a namespace package (no __init__.py); host is not.
+                if target != Path("."):
+                    inside.add(str(target / "__init__.py"))
+                inside |= {
+                    str(target / f"{a.name}.py")
+                    for a in node.names
+                    if (TOOLS / target / f"{a.name}.py").exists()
+                }
+            else:
+                inside.add(str(target) + ".py")
+    return outside - {"__future__"}, inside
+
+
+def test_runtime_closure_of_sglang_serve() -> None:
+    """serve.py's imports, followed through the package, need the standard library and click only, and
+    exactly the files of RUNTIME_MODULES."""
+    seen: set[str] = set()
+    todo = ["serve.py"]
+    while todo:
+        name = todo.pop()
+        if name in seen:
             continue
-        for name in names:
-            assert name.split(".")[0] in allowed, ast.unparse(node)
+        seen.add(name)
+        outside, inside = imports_of(TOOLS / name)
+        # pynvml: tried inside try/except ImportError (host.probe._probe_nvml), never required.
+        assert outside <= set(sys.stdlib_module_names) | {"click", "resolve_model", "pynvml"}, (name, outside)
+        todo += sorted(inside - seen)
+    assert seen == RUNTIME_MODULES
+
+
+def test_the_runtime_package_installs_that_closure() -> None:
+    """pkgs/runtime-scripts.nix installs every module sglang-serve needs: without host/, a variant's
+    sglang-serve could not run its preflight."""
+    nix = (ROOT / "pkgs" / "runtime-scripts.nix").read_text()
+    assert "builtins.readFile ./runtime-modules.json" in nix
+
+
+def test_resolve_model_is_standalone() -> None:
+    outside, inside = imports_of(TOOLS / "resolve_model.py")
+    assert outside <= set(sys.stdlib_module_names) | {"click"} and inside == set()

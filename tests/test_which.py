@@ -14,6 +14,7 @@ from click.testing import CliRunner, Result
 from sglang_matrix import which as which_mod
 from sglang_matrix.cli import main
 from sglang_matrix.errors import UserError
+from sglang_matrix.host import probe
 from sglang_matrix.spec import load_spec
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -45,6 +46,12 @@ def host_json(smi: str, cpu: str, machine: str = "x86_64", spec: Path = SPEC) ->
 
 def rejected(data: dict[str, Any]) -> dict[str, list[str]]:
     return {r["name"]: r["reasons"] for r in data["rejected"]}
+
+
+def no_driver_probes(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Neither NVML nor a driver on this machine answers: nvidia-smi (faked on PATH) is asked."""
+    monkeypatch.setattr(probe, "_probe_nvml", lambda: None)
+    monkeypatch.setattr(probe, "_probe_driver_api", lambda: None)
 
 
 # ------------------------------------------------------------------------------------- fixture machines
@@ -148,6 +155,73 @@ def test_gh200_picks_sm90_armv9() -> None:
     assert data["system"] == "aarch64-linux"
     assert data["cpu"]["isas"] == ["armv8_2", "armv9"]
     assert data["rejected"] == []
+
+
+def test_a_recorded_aarch64_host_is_aarch64_wherever_which_runs() -> None:
+    """Issue 12: a GH200's recorded cpuinfo, with no --machine, on this (x86_64) machine: the recorded
+    file's architecture wins."""
+    result = run(
+        "--json",
+        "--nvidia-smi-output",
+        str(FIXTURES / "gh200.nvidia-smi"),
+        "--cpuinfo",
+        str(FIXTURES / "gh200.cpuinfo"),
+    )
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.output)
+    assert (data["system"], data["cpu"]["machine"]) == ("aarch64-linux", "aarch64")
+    assert data["choice"] == "sglang-sm90-armv9"
+    # An lscpu recording says its architecture in so many words.
+    code, data = host_json("t4", "t4", "amd64")
+    assert (code, data["system"]) == (0, "x86_64-linux")
+
+
+@pytest.mark.parametrize(
+    ("machine", "cpu", "message"),
+    [
+        ("", "h100", "--machine '': not a machine architecture sglang-matrix knows (x86_64, aarch64, amd64"),
+        ("sparc64", "h100", "--machine 'sparc64': not a machine architecture sglang-matrix knows"),
+        (" ", "h100", "--machine ' ': not a machine architecture"),
+        ("x86_64", "gh200", "--machine 'x86_64' contradicts"),
+        ("aarch64", "h100", "--machine 'aarch64' contradicts"),
+    ],
+)
+def test_bad_or_contradicting_machine_is_one_line_exit_2(machine: str, cpu: str, message: str) -> None:
+    result = host("h100", cpu, machine)
+    assert result.exit_code == 2, result.output
+    assert result.output.startswith(f"sglang-matrix: {message}")
+    assert len(result.output.strip().splitlines()) == 1 and "Traceback" not in result.output
+
+
+def test_machine_names_the_architecture_of_a_live_host(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Without a recording, --machine stands for this host's architecture; an unknown one is refused."""
+    cpu = probe.probe_cpu(None, "arm64")
+    assert (cpu.machine, cpu.system) == ("aarch64", "aarch64-linux")
+    with pytest.raises(UserError, match="not a machine architecture"):
+        probe.probe_cpu(None, "riscv64")
+    monkeypatch.setattr(probe.platform, "machine", lambda: "AMD64")
+    assert probe.probe_cpu(None, None).machine == "x86_64"
+
+
+def test_the_driver_api_answers_when_nvml_does_not(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """which, smoke and preflight share host/probe.py: with no pynvml, the driver found by the launchers'
+    search (here a stub at SGLANG_MATRIX_DRIVER_DIR) is asked through the driver API."""
+    from host_fixtures import Stubs, make_host
+
+    directory = make_host(tmp_path / "root", "rhel", Stubs(tmp_path / "stubs"))
+    monkeypatch.setattr(probe, "_probe_nvml", lambda: None)
+    monkeypatch.setenv("SGLANG_MATRIX_DRIVER_DIR", str(directory))
+    monkeypatch.setenv("STUB_GPUS", "NVIDIA L4:8.9;NVIDIA L4:8.9")
+    monkeypatch.setenv("STUB_CUDA_VERSION", "12090")
+    found = probe.probe_gpus()
+    assert found.source == f"CUDA driver API ({directory}/libcuda.so.1)"
+    assert [(g.index, g.name, g.capability, g.driver) for g in found.gpus] == [
+        (0, "NVIDIA L4", "8.9", "570.124.06"),
+        (1, "NVIDIA L4", "8.9", "570.124.06"),
+    ]
+    assert found.driver_cuda == "12.9"
+    cpu = probe.probe_cpu(FIXTURES / "rtx4090.cpuinfo", None)
+    assert which_mod.decide(load_spec(SPEC), found, cpu).choice.name == "sglang-sm89-avx512vnni"
 
 
 def without_aarch64(tmp_path: Path) -> Path:
@@ -280,8 +354,8 @@ def test_default_cuda_first_even_where_the_driver_has_a_newer_one() -> None:
 
 def test_default_python_and_cuda_rank_before_the_isa() -> None:
     spec = load_spec(SPEC)
-    gpu = which_mod.GpuProbe((which_mod.Gpu(0, "NVIDIA H100 80GB HBM3", "9.0", "x"),), "12.9", "test")
-    cpu = which_mod.probe_cpu(FIXTURES / "h100.cpuinfo", "x86_64")
+    gpu = probe.GpuProbe((probe.Gpu(0, "NVIDIA H100 80GB HBM3", "9.0", "x"),), "12.9", "test")
+    cpu = probe.probe_cpu(FIXTURES / "h100.cpuinfo", "x86_64")
     line = spec.lines["0.5.9"]
     assert (line.python, line.cuda) == ("3.12", "12.8")
     # With 3.13 as the default Python, whose variants have avx2 and avx512 only, the host keeps the default
@@ -352,8 +426,8 @@ def test_json_shape() -> None:
 
 
 def test_no_nvidia_smi_on_path_is_no_gpu(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(which_mod, "_probe_nvml", lambda: None)
-    monkeypatch.setattr(which_mod.shutil, "which", lambda name: None)
+    no_driver_probes(monkeypatch)
+    monkeypatch.setattr(probe.shutil, "which", lambda name: None)
     result = run("--json", "--cpuinfo", str(FIXTURES / "laptop.cpuinfo"), "--machine", "x86_64")
     assert result.exit_code == 0
     data = json.loads(result.output)
@@ -372,23 +446,23 @@ def test_live_nvidia_smi_is_parsed(tmp_path: Path, monkeypatch: pytest.MonkeyPat
         f'#!/bin/sh\nif [ "$#" -gt 0 ]; then cat {tmp_path}/query.txt; else cat {tmp_path}/banner.txt; fi\n'
     )
     fake.chmod(0o755)
-    monkeypatch.setattr(which_mod, "_probe_nvml", lambda: None)
+    no_driver_probes(monkeypatch)
     monkeypatch.setenv("PATH", f"{tmp_path}{os.pathsep}{os.environ['PATH']}")
-    probe = which_mod.probe_gpus()
-    assert probe.problem is None
-    assert [(g.name, g.capability) for g in probe.gpus] == [("NVIDIA GeForce RTX 4090", "8.9")]
-    assert probe.driver_cuda == "13.0"
+    found = probe.probe_gpus()
+    assert found.problem is None
+    assert [(g.name, g.capability) for g in found.gpus] == [("NVIDIA GeForce RTX 4090", "8.9")]
+    assert found.driver_cuda == "13.0"
 
 
 def test_failing_nvidia_smi_is_no_gpu(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     fake = tmp_path / "nvidia-smi"
     fake.write_text('#!/bin/sh\necho "NVIDIA-SMI has failed because it couldn\'t communicate"\nexit 9\n')
     fake.chmod(0o755)
-    monkeypatch.setattr(which_mod, "_probe_nvml", lambda: None)
+    no_driver_probes(monkeypatch)
     monkeypatch.setenv("PATH", f"{tmp_path}{os.pathsep}{os.environ['PATH']}")
-    probe = which_mod.probe_gpus()
-    assert probe.gpus == ()
-    assert probe.problem == "nvidia-smi failed: NVIDIA-SMI has failed because it couldn't communicate"
+    found = probe.probe_gpus()
+    assert found.gpus == ()
+    assert found.problem == "nvidia-smi failed: NVIDIA-SMI has failed because it couldn't communicate"
 
 
 # ------------------------------------------------------------------------------------- bad input
@@ -441,7 +515,7 @@ def test_cpuinfo_without_flags_is_exit_2(tmp_path: Path) -> None:
 
 
 def test_parse_cpuinfo_takes_flags_every_processor_has() -> None:
-    model, flags = which_mod.parse_cpuinfo(
+    model, flags = probe.parse_cpuinfo(
         "processor: 0\nmodel name: X\nflags: avx2 fma avx512f\n\nprocessor: 1\nflags: avx2 fma\n", "t"
     )
     assert model == "X"
@@ -449,14 +523,14 @@ def test_parse_cpuinfo_takes_flags_every_processor_has() -> None:
 
 
 def test_nix_system_aliases() -> None:
-    assert which_mod.nix_system("AMD64") == "x86_64-linux"
-    assert which_mod.nix_system("arm64") == "aarch64-linux"
-    assert which_mod.nix_system("aarch64") == "aarch64-linux"
+    assert probe.nix_system("AMD64") == "x86_64-linux"
+    assert probe.nix_system("arm64") == "aarch64-linux"
+    assert probe.nix_system("aarch64") == "aarch64-linux"
 
 
 def test_parse_query_rejects_garbage() -> None:
     with pytest.raises(UserError):
-        which_mod.parse_query("Field 'compute_cap' is not a valid field to query.", "q")
+        probe.parse_query("Field 'compute_cap' is not a valid field to query.", "q")
 
 
 # A minimal spec with one aarch64 ISA (armv9) beside two x86_64 ones, independent of the real matrix.

@@ -88,7 +88,11 @@ let
         builtins.path {
           path = root;
           name = "source";
-          filter = path: _type: elem path wanted;
+          # nixpkgs' fileset keeps a file listed, everything under a directory listed, and the
+          # directories on the way to either.
+          filter =
+            path: _type:
+            builtins.any (w: w == path || hasPrefix (path + "/") w || hasPrefix (w + "/") path) wanted;
         };
     };
     fakeHash = "sha256-AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=";

@@ -1,7 +1,8 @@
 """sglang-serve: build the ``launch_server`` argv from SGLANG_* variables and exec it.
 
-STANDALONE: this module imports only the standard library, click and resolve_model (a Nix package
-installs just these two files into a Python env).
+STANDALONE: this module imports only the standard library, click, resolve_model and, to run the
+preflight, the `host` package (stdlib only); a Nix package (pkgs/runtime-scripts.nix) installs just these
+files into a variant's Python env.
 
 It runs ``sys.executable -m sglang.launch_server`` rather than ``sglang serve``: the ``sglang serve``
 entry point eagerly imports multimodal/diffusion modules (remote_pdb, diffusers, ...) that a lean build
@@ -31,13 +32,21 @@ Order of operations:
    - SGLANG_PREFERRED_SAMPLING_PARAMS -> --preferred-sampling-params (must be a JSON object; passed
      re-serialised compactly)
    - SGLANG_EXTRA_ARGS -> shlex-split and appended last
-   - SGLANG_PREFLIGHT -> when true, check that the port is free on SGLANG_HOST before exec
+   - SGLANG_PREFLIGHT -> on by default; 0/false/no/off skips the preflight (below)
 
    Booleans accept 1/true/yes/on and 0/false/no/off (any case); anything else is an error.
 3. ``--dry-run`` prints the argv, shell-quoted on one line (shlex.quote; an argument with a control
    character such as a newline uses bash's ``$'...'`` instead), and exits 0 (no preflight). Otherwise, with
-   SGLANG_PREFLIGHT on, a port already bound on SGLANG_HOST is one line on stderr and exit 1; then the
-   env file's variables are exported and the process execs the server (os.execv).
+   SGLANG_PREFLIGHT on (the default), the host preflight runs (``host/preflight.py``: the NVIDIA driver,
+   its CUDA against the variant's, every visible GPU against the variant's targets, the CPU against its
+   ISA; findings on stderr, a refusal is exit 2), then a port already bound on SGLANG_HOST is one line on
+   stderr and exit 1; then the env file's variables are exported and the process execs the server
+   (os.execv).
+4. ``--preflight`` runs the host preflight alone: its findings on stdout (``--json`` for scripts),
+   each refusal as one line on stderr, exit 0 or 2; nothing starts. The variant is ``--variant NAME``,
+   else the environment's own record ($SGLANG_MATRIX_RECORD, exported by the variant's launchers); with
+   neither, only the driver and the GPUs it shows are checked. ``--variant`` looks names up in that
+   record, else in the matrix.toml of the current directory or a parent (a checkout).
 """
 
 from __future__ import annotations
@@ -51,6 +60,7 @@ import socket
 import sys
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -84,10 +94,10 @@ def _bad(name: str, value: str, problem: str) -> ServeError:
     return ServeError(f"{name}={value!r}: {problem}")
 
 
-def parse_bool(environ: Mapping[str, str], name: str) -> bool:
+def parse_bool(environ: Mapping[str, str], name: str, default: bool = False) -> bool:
     value = _get(environ, name)
     if value is None:
-        return False
+        return default
     word = value.strip().lower()
     if word in _TRUE:
         return True
@@ -232,6 +242,49 @@ def check_port_free(host: str, port: int) -> None:
             raise ServeError(f"cannot bind {host}:{port}: {exc.strerror or exc}", 1) from exc
 
 
+def preflight_matrix(variant: str | None, environ: Mapping[str, str]) -> Any:
+    """The variants to check against: the environment's record (``$SGLANG_MATRIX_RECORD``), else the
+    checkout's matrix.toml for ``--variant``; None when neither names a variant."""
+    from .errors import UserError
+    from .host.record import RECORD_ENV, load_record, matrix_from_spec
+
+    try:
+        path = _get(environ, RECORD_ENV)
+        if path is not None:
+            matrix = load_record(path.strip())
+            return matrix.select(variant) if variant else matrix
+        if variant is None:
+            return None
+        from .fsutil import SPEC_NAME, find_root
+        from .spec import load_spec
+
+        return matrix_from_spec(load_spec(find_root() / SPEC_NAME), variant)
+    except UserError as exc:
+        raise ServeError(str(exc), exc.exit_code) from exc
+    except ImportError as exc:
+        raise ServeError(
+            f"--variant {variant!r}: no ${RECORD_ENV} here, and the spec's modules are missing ({exc})"
+        ) from exc
+
+
+def run_host_preflight(variant: str | None, environ: Mapping[str, str], as_json: bool, alone: bool) -> int:
+    """Run the host preflight and print it (alone: findings on stdout; before a start: on stderr)."""
+    try:
+        from .host import preflight
+    except ImportError as exc:  # a runtime package without the host modules: say so, never a traceback
+        raise ServeError(f"cannot run the preflight: {exc} (SGLANG_PREFLIGHT=0 skips it)") from exc
+    outcome = preflight.run_preflight(preflight_matrix(variant, environ), environ)
+    if as_json:
+        click.echo(json.dumps(outcome.to_json(), indent=2))
+        return outcome.exit_code
+    lines, refusals = preflight.render(outcome, "" if alone else "sglang-serve: ")
+    for line in lines:
+        click.echo(line, err=not alone)
+    for line in refusals:
+        click.echo(f"sglang-serve: {line}" if alone else line, err=True)
+    return outcome.exit_code
+
+
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--dry-run", is_flag=True, help="Print the launch_server argv (shell-quoted) and exit.")
 @click.option(
@@ -241,10 +294,37 @@ def check_port_free(host: str, port: int) -> None:
     help="Env file from sglang-resolve-model [default: $SGLANG_ENV_FILE, else the resolver's default].",
 )
 @click.option("--no-env-file", is_flag=True, help="Do not load the resolved env file.")
-def main(dry_run: bool, env_file: Path | None, no_env_file: bool) -> None:
-    """Launch the SGLang server (python -m sglang.launch_server) configured by SGLANG_* variables."""
+@click.option(
+    "--preflight",
+    "preflight_only",
+    is_flag=True,
+    help="Check this host (driver, CUDA, GPUs, CPU) against the variant, print the findings and exit 0, "
+    "or 2 on a refusal; start nothing.",
+)
+@click.option(
+    "--variant",
+    metavar="NAME",
+    help="The variant to check against [default: this environment's own, $SGLANG_MATRIX_RECORD].",
+)
+@click.option("--json", "as_json", is_flag=True, help="With --preflight: print the findings as JSON.")
+def main(
+    dry_run: bool,
+    env_file: Path | None,
+    no_env_file: bool,
+    preflight_only: bool,
+    variant: str | None,
+    as_json: bool,
+) -> None:
+    """Launch the SGLang server (python -m sglang.launch_server) configured by SGLANG_* variables.
+
+    Before it starts, a preflight checks this host against the variant (SGLANG_PREFLIGHT=0 skips it).
+    """
     try:
         environ = dict(os.environ)
+        if as_json and not preflight_only:
+            raise ServeError("--json goes with --preflight")
+        if preflight_only:
+            sys.exit(run_host_preflight(variant, environ, as_json, alone=True))
         overrides: dict[str, str] = {}
         if not no_env_file:
             path = env_file if env_file is not None else resolve_model.default_env_file(environ)
@@ -256,7 +336,10 @@ def main(dry_run: bool, env_file: Path | None, no_env_file: bool) -> None:
         if dry_run:
             click.echo(format_argv(argv))
             return
-        if parse_bool(environ, "SGLANG_PREFLIGHT"):
+        if parse_bool(environ, "SGLANG_PREFLIGHT", default=True):
+            code = run_host_preflight(variant, environ, False, alone=False)
+            if code:
+                sys.exit(code)
             check_port_free(host_of(environ), port_of(environ))
         os.environ.update(overrides)
         sys.stdout.flush()

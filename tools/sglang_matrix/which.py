@@ -1,8 +1,8 @@
 """`sglang-matrix which`: detect this host and name the variant to build.
 
-The host is read from the NVIDIA driver (NVML through `pynvml` when importable, otherwise `nvidia-smi`) and
-from /proc/cpuinfo; recorded outputs can be given instead (`--nvidia-smi-output`, `--cpuinfo`, `--machine`)
-so that tests and bug reports need no GPU. Every rule comes from the spec's data:
+The host is read from the NVIDIA driver (NVML through `pynvml` when importable, else the CUDA driver API,
+else `nvidia-smi`) and from /proc/cpuinfo; recorded outputs can be given instead (`--nvidia-smi-output`,
+`--cpuinfo`, `--machine`) so that tests and bug reports need no GPU. Every rule comes from the spec's data:
 
 * a variant fits when its system is the host's, the CPU has every `cpu-features` flag of its ISA, every
   GPU's compute capability is one of its target's capabilities, and the driver's CUDA version is at least
@@ -27,24 +27,15 @@ Variants that rank before the choice but do not fit are listed with the reasons:
 capability with the host (fat targets when there is no GPU), and of each line, target and ISA only the
 first-ranked Python and CUDA (the others would mostly repeat its reasons).
 
-Recorded `nvidia-smi` output is one text file with `### ` section headers (see tests/fixtures/which):
-
-    ### query
-    <output of nvidia-smi --query-gpu=name,compute_cap,driver_version --format=csv,noheader>
-    ### nvidia-smi
-    <output of plain nvidia-smi: the banner holds "CUDA Version: 12.8">
-
-or, for a host where the driver is missing or broken, a `### failed` section holding what nvidia-smi said.
+The probing (NVML, the CUDA driver API, nvidia-smi; /proc/cpuinfo) and the recorded formats live in
+`host/probe.py`, shared with `smoke` and `sglang-serve --preflight`. A recorded cpuinfo's architecture wins
+over this machine's (a GH200's cpuinfo is an aarch64 host, wherever `which` runs); `--machine` must name a
+known architecture and agree with the recorded file.
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
-import platform
-import re
-import shutil
-import subprocess
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -55,48 +46,11 @@ from packaging.version import InvalidVersion, Version
 from rich.console import Console
 
 from .errors import UserError
+from .host.probe import Cpu, GpuProbe, probe_cpu, probe_gpus, read_recorded
 from .variants import Variant, resolve_variants
 
 if TYPE_CHECKING:
     from .spec import Spec
-
-QUERY_ARGS = ["--query-gpu=name,compute_cap,driver_version", "--format=csv,noheader"]
-SECTIONS = ("query", "nvidia-smi", "failed")
-CAPABILITY_RE = re.compile(r"^([0-9]+)\.([0-9]+)$")
-CUDA_VERSION_RE = re.compile(r"CUDA Version:\s*([0-9]+\.[0-9]+)")
-# platform.machine() spellings of the architectures Nix names x86_64 and aarch64.
-MACHINE_ALIASES = {"amd64": "x86_64", "x64": "x86_64", "arm64": "aarch64", "armv8l": "aarch64"}
-NVIDIA_SMI_TIMEOUT_S = 30
-
-
-@dataclass(frozen=True)
-class Gpu:
-    index: int
-    name: str
-    capability: str
-    driver: str
-
-    def to_json(self) -> dict[str, Any]:
-        return {"index": self.index, "name": self.name, "capability": self.capability, "driver": self.driver}
-
-
-@dataclass(frozen=True)
-class GpuProbe:
-    """What the driver said: the GPUs and the highest CUDA it supports, or why there is no GPU."""
-
-    gpus: tuple[Gpu, ...]
-    driver_cuda: str | None
-    source: str
-    problem: str | None = None
-
-
-@dataclass(frozen=True)
-class Cpu:
-    machine: str
-    system: str
-    model: str | None
-    flags: frozenset[str]
-    source: str
 
 
 @dataclass
@@ -135,197 +89,6 @@ class Outcome:
             "reasons": list(self.reasons),
             "notes": list(self.notes),
         }
-
-
-# ------------------------------------------------------------------------------------------------ GPU
-
-
-def _capability(text: str) -> str | None:
-    match = CAPABILITY_RE.match(text.strip())
-    return f"{int(match.group(1))}.{int(match.group(2))}" if match else None
-
-
-def parse_query(text: str, where: str) -> tuple[Gpu, ...]:
-    """Lines of `nvidia-smi --query-gpu=name,compute_cap,driver_version --format=csv,noheader`."""
-    gpus = []
-    for line in text.splitlines():
-        if not line.strip():
-            continue
-        # The name may itself hold commas in principle: the last two fields are fixed.
-        parts = [p.strip() for p in line.rsplit(",", 2)]
-        capability = _capability(parts[1]) if len(parts) == 3 else None
-        if capability is None or not parts[0] or not parts[2]:
-            raise UserError(
-                f"{where}: cannot read GPU line {line.strip()!r} (want 'name, compute_cap, driver_version')"
-            )
-        gpus.append(Gpu(len(gpus), parts[0], capability, parts[2]))
-    return tuple(gpus)
-
-
-def parse_banner(text: str, where: str) -> str:
-    """The highest CUDA version the driver supports, from plain `nvidia-smi`'s banner."""
-    match = CUDA_VERSION_RE.search(text)
-    if not match:
-        raise UserError(f"{where}: no 'CUDA Version: X.Y' in the nvidia-smi banner")
-    return match.group(1)
-
-
-def parse_recorded(text: str, where: str) -> GpuProbe:
-    """A recorded-output file: `### query` + `### nvidia-smi` sections, or one `### failed` section."""
-    sections: dict[str, list[str]] = {}
-    current: str | None = None
-    for lineno, line in enumerate(text.splitlines(), 1):
-        if line.startswith("### "):
-            name = line[4:].strip()
-            if name not in SECTIONS:
-                raise UserError(f"{where}:{lineno}: unknown section {name!r} (known: {', '.join(SECTIONS)})")
-            if name in sections:
-                raise UserError(f"{where}:{lineno}: section {name!r} given twice")
-            sections[name] = []
-            current = name
-        elif current is None:
-            if line.strip() and not line.startswith("#"):
-                raise UserError(f"{where}:{lineno}: text before the first '### query' section")
-        else:
-            sections[current].append(line)
-    if "failed" in sections:
-        if len(sections) > 1:
-            raise UserError(f"{where}: a 'failed' section stands alone (no 'query' or 'nvidia-smi')")
-        said = next((s.strip() for s in sections["failed"] if s.strip()), "nvidia-smi failed")
-        return GpuProbe((), None, f"recorded ({where})", problem=said)
-    for name in ("query", "nvidia-smi"):
-        if name not in sections:
-            raise UserError(f"{where}: no '### {name}' section (see tests/fixtures/which/README.md)")
-    gpus = parse_query("\n".join(sections["query"]), where)
-    if not gpus:
-        return GpuProbe((), None, f"recorded ({where})", problem="nvidia-smi lists no GPU")
-    return GpuProbe(gpus, parse_banner("\n".join(sections["nvidia-smi"]), where), f"recorded ({where})")
-
-
-def read_recorded(path: Path) -> GpuProbe:
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as err:
-        raise UserError(f"{path}: cannot read: {err.strerror}") from None
-    except UnicodeDecodeError:
-        raise UserError(f"{path}: not UTF-8 text") from None
-    return parse_recorded(text, str(path))
-
-
-def _probe_nvml() -> GpuProbe | None:
-    """NVML through pynvml (nvidia-ml-py) when it is importable and the driver answers; else None."""
-    try:
-        import pynvml  # type: ignore[import-not-found]
-    except ImportError:
-        return None
-    try:
-        pynvml.nvmlInit()
-    except Exception:
-        return None
-    try:
-        gpus = []
-        for i in range(pynvml.nvmlDeviceGetCount()):
-            handle = pynvml.nvmlDeviceGetHandleByIndex(i)
-            name = pynvml.nvmlDeviceGetName(handle)
-            major, minor = pynvml.nvmlDeviceGetCudaComputeCapability(handle)
-            driver = pynvml.nvmlSystemGetDriverVersion()
-            gpus.append(
-                Gpu(
-                    i,
-                    name.decode() if isinstance(name, bytes) else str(name),
-                    f"{major}.{minor}",
-                    driver.decode() if isinstance(driver, bytes) else str(driver),
-                )
-            )
-        cuda = int(pynvml.nvmlSystemGetCudaDriverVersion())
-        if not gpus:
-            return GpuProbe((), None, "NVML", problem="NVML lists no GPU")
-        return GpuProbe(tuple(gpus), f"{cuda // 1000}.{(cuda % 1000) // 10}", "NVML")
-    except Exception:
-        return None
-    finally:
-        with contextlib.suppress(Exception):
-            pynvml.nvmlShutdown()
-
-
-def _run(argv: list[str]) -> tuple[int, str]:
-    try:
-        done = subprocess.run(argv, capture_output=True, text=True, timeout=NVIDIA_SMI_TIMEOUT_S, check=False)
-    except subprocess.TimeoutExpired:
-        return 124, f"timed out after {NVIDIA_SMI_TIMEOUT_S}s"
-    except OSError as err:
-        return 127, err.strerror or str(err)
-    return done.returncode, (done.stdout or "") + (done.stderr if done.returncode else "")
-
-
-def probe_gpus() -> GpuProbe:
-    """Ask the driver: NVML when importable, else nvidia-smi. No driver is an answer, not an error."""
-    nvml = _probe_nvml()
-    if nvml is not None:
-        return nvml
-    exe = shutil.which("nvidia-smi")
-    if exe is None:
-        return GpuProbe((), None, "nvidia-smi", problem="nvidia-smi not found")
-    rc, out = _run([exe, *QUERY_ARGS])
-    if rc != 0:
-        said = next((s.strip() for s in out.splitlines() if s.strip()), f"exit status {rc}")
-        return GpuProbe((), None, "nvidia-smi", problem=f"nvidia-smi failed: {said}")
-    gpus = parse_query(out, "nvidia-smi --query-gpu")
-    if not gpus:
-        return GpuProbe((), None, "nvidia-smi", problem="nvidia-smi lists no GPU")
-    rc, banner = _run([exe])
-    if rc != 0:
-        said = next((s.strip() for s in banner.splitlines() if s.strip()), f"exit status {rc}")
-        return GpuProbe((), None, "nvidia-smi", problem=f"nvidia-smi failed: {said}")
-    return GpuProbe(gpus, parse_banner(banner, "nvidia-smi"), "nvidia-smi")
-
-
-# ------------------------------------------------------------------------------------------------ CPU
-
-
-def parse_cpuinfo(text: str, where: str) -> tuple[str | None, frozenset[str]]:
-    """The CPU model and the feature flags every processor has.
-
-    x86 writes `flags`, aarch64 `Features`; `lscpu` output (`Flags:`) is read too.
-    """
-    flag_sets: list[set[str]] = []
-    model: str | None = None
-    part: dict[str, str] = {}
-    for line in text.splitlines():
-        key, sep, value = line.partition(":")
-        if not sep:
-            continue
-        key = key.strip().lower()
-        if key in ("flags", "features"):
-            flag_sets.append(set(value.split()))
-        elif key == "model name" and model is None and value.strip():
-            model = value.strip()
-        elif key in ("cpu implementer", "cpu part") and key not in part:
-            part[key] = value.strip()
-    if not flag_sets:
-        raise UserError(f"{where}: no 'flags' or 'Features' line (is this /proc/cpuinfo?)")
-    if model is None and part:
-        model = f"implementer {part.get('cpu implementer', '?')} part {part.get('cpu part', '?')}"
-    return model, frozenset(set.intersection(*flag_sets))
-
-
-def nix_system(machine: str) -> str:
-    arch = machine.strip().lower()
-    return f"{MACHINE_ALIASES.get(arch, arch)}-linux"
-
-
-def probe_cpu(cpuinfo: Path | None, machine: str | None) -> Cpu:
-    path = cpuinfo or Path("/proc/cpuinfo")
-    try:
-        text = path.read_text(encoding="utf-8", errors="replace")
-    except OSError as err:
-        raise UserError(f"{path}: cannot read: {err.strerror} (give --cpuinfo FILE)") from None
-    model, flags = parse_cpuinfo(text, str(path))
-    arch = machine or platform.machine()
-    if not arch:
-        raise UserError("cannot tell this machine's architecture (give --machine ARCH)")
-    arch = MACHINE_ALIASES.get(arch.lower(), arch.lower())
-    return Cpu(arch, nix_system(arch), model, flags, str(path))
 
 
 # ------------------------------------------------------------------------------------------------ rules
@@ -531,7 +294,10 @@ def recorded_host_options(func: Any) -> Any:
 @click.option("--json", "as_json", is_flag=True, help="Print the detection and the decision as JSON.")
 @recorded_host_options
 @click.option(
-    "--machine", metavar="ARCH", help="Machine architecture (x86_64, aarch64) instead of this host's."
+    "--machine",
+    metavar="ARCH",
+    help="Machine architecture (x86_64, aarch64) instead of this host's [default: a recorded --cpuinfo's "
+    "own, else this host's].",
 )
 @click.pass_obj
 def which(

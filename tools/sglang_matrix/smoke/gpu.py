@@ -30,7 +30,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from .smoke import Check, Ran, clean_env, failed, passed, run_python, signal_name
+from .model import Check, failed, passed
+from .run import Ran, clean_env, run_python, signal_name
 
 KERNEL_TIMEOUT_S = 600
 MODEL_TIMEOUT_S = 300
