@@ -4,63 +4,18 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Callable
-from functools import wraps
 from pathlib import Path
-from typing import Any, TypeVar
 
 import click
 from rich.console import Console
 from rich.table import Table
 
 from . import workflow  # noqa: F401  (registers the CI workflow renderer)
+from .context import Context, err_console, one_line_errors, pass_ctx
 from .errors import UserError
-from .fsutil import SPEC_NAME, cache_dir, find_root, write_atomic
+from .fsutil import SPEC_NAME, cache_dir, write_atomic
 from .plan import plan
-from .spec import Spec, load_spec
 from .variants import find_variant, resolve_variants
-
-F = TypeVar("F", bound=Callable[..., Any])
-err_console = Console(stderr=True)
-
-
-def one_line_errors(func: F) -> F:
-    """Bad input becomes one line on stderr and exit code 2, never a traceback."""
-
-    @wraps(func)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return func(*args, **kwargs)
-        except UserError as err:
-            click.echo(f"sglang-matrix: {err}", err=True)
-            sys.exit(err.exit_code)
-
-    return wrapper  # type: ignore[return-value]
-
-
-class Context:
-    def __init__(self, root: Path | None, spec_path: Path | None) -> None:
-        self._root = root
-        self._spec_path = spec_path
-        self._spec: Spec | None = None
-
-    @property
-    def root(self) -> Path:
-        if self._root is None:
-            self._root = self._spec_path.resolve().parent if self._spec_path else find_root()
-        return self._root
-
-    def reload(self) -> None:
-        self._spec = None
-
-    @property
-    def spec(self) -> Spec:
-        if self._spec is None:
-            self._spec = load_spec(self._spec_path or self.root / SPEC_NAME)
-        return self._spec
-
-
-pass_ctx = click.make_pass_decorator(Context)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -267,3 +222,7 @@ main.add_command(audit)
 from .smoke import smoke  # noqa: E402
 
 main.add_command(smoke)
+
+from .rehearse import rehearse  # noqa: E402
+
+main.add_command(rehearse)

@@ -1,0 +1,299 @@
+"""`sglang-matrix rehearse`: the variant's Python closure, installed and exercised here.
+
+The unit tests run the harness on small packages in a scratch venv. The `network` tests rehearse the
+default variant for real (its locked wheels through pip, nixpkgs' versions, torch's local CPU build) and
+check what a user's build and start-up would hit: the same test fails when ipython or torchvision is
+missing, naming the module and the import chain.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+from typing import Any
+
+import pytest
+from packaging.specifiers import SpecifierSet
+from packaging.utils import canonicalize_name
+from sglang_matrix.rehearse import checks
+from sglang_matrix.rehearse.closure import nixpkgs_date, plan_closure
+from sglang_matrix.rehearse.env import Environment, torchvision_for
+from sglang_matrix.spec import load_spec
+from sglang_matrix.variants import find_variant
+
+ROOT = Path(__file__).resolve().parent.parent
+DEFAULT = "sglang-sm90-avx512"
+
+
+# --- the closure plan ------------------------------------------------------------------------------------
+def test_the_default_variants_closure() -> None:
+    spec = load_spec(ROOT / "matrix.toml")
+    variant = find_variant(spec, DEFAULT)
+    assert variant is not None
+    closure = plan_closure(spec, variant)
+    wheels = {w.attr: w for w in closure.wheels}
+    # flashinfer-cubin holds Blackwell code only: sm90 goes without it, as the Nix build does.
+    assert "flashinfer-cubin" not in wheels
+    assert {"sglang", "sgl-kernel", "flashinfer-python", "xgrammar", "apache-tvm-ffi"} <= set(wheels)
+    assert "sgl_kernel/sm100" in wheels["sgl-kernel"].pruned
+    assert "sgl_kernel/sm90" not in wheels["sgl-kernel"].pruned
+    attrs = {r.attr for r in closure.requirements}
+    # The two the first round dropped, which a real build and start-up need.
+    assert {"ipython", "torchvision", "transformers", "torch", "click"} <= attrs
+    assert "ipython" not in closure.dropped and "torchvision" not in closure.dropped
+    assert "sglang.launch_server" in closure.build_imports
+    assert "sglang.srt.managers.scheduler" in closure.server_modules
+    transformers = closure.requirement("transformers")
+    assert transformers is not None and transformers.specifier and transformers.source
+    assert "sglang" in transformers.wanted_by
+
+
+def test_nixpkgs_date_comes_from_the_flake_lock(tmp_path: Path) -> None:
+    spec = load_spec(ROOT / "matrix.toml")
+    assert nixpkgs_date(ROOT / "flake.lock", spec.nixpkgs_rev) == "2026-02-17T23:04:30Z"
+    assert nixpkgs_date(ROOT / "flake.lock", "0" * 40) is None
+    (tmp_path / "broken.lock").write_text("{")
+    assert nixpkgs_date(tmp_path / "broken.lock", spec.nixpkgs_rev) is None
+
+
+def test_torchvision_pairs_with_torch() -> None:
+    assert torchvision_for("2.9.1") == "0.24.1"
+    assert torchvision_for("2.13.0") == "0.28.0"
+
+
+@pytest.mark.parametrize(
+    ("entry", "needle"),
+    [
+        ('{ version = "1.0", range = ">=1", file = "f", evidence = "e" }', "not both"),
+        ('{ range = ">=>1", file = "f", evidence = "e" }', "not a version range"),
+        ('{ version = "1.0", file = "f", commit = "abc", evidence = "e" }', "40-digit"),
+        ('{ version = "1.0", file = "f" }', "evidence"),
+    ],
+)
+def test_bad_nixpkgs_versions_are_one_line(cli, project: Path, entry: str, needle: str) -> None:
+    spec = project / "matrix.toml"
+    text = spec.read_text()
+    head = '[lines."0.5.9".nixpkgs-versions]\n'
+    spec.write_text(text.replace(head, head + f"zzz-broken = {entry}\n", 1))
+    proc = cli("--root", str(project), "list")
+    assert proc.returncode == 2
+    assert len(proc.stderr.strip().splitlines()) == 1
+    assert "nixpkgs-versions.zzz-broken" in proc.stderr and needle in proc.stderr
+
+
+# --- the harness, on small packages ----------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def small_env(tmp_path_factory: pytest.TempPathFactory) -> Environment:
+    root = tmp_path_factory.mktemp("small-env")
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(root / "venv")], check=True)
+    python = root / "venv" / "bin" / "python"
+    site = Path(
+        subprocess.run(
+            [str(python), "-c", "import sysconfig; print(sysconfig.get_path('purelib'))"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+    )
+    files = {
+        # Fails for want of a GPU: the stand-in takes its place and records why.
+        "gpukit/__init__.py": 'raise ImportError("libcuda.so.1: cannot open shared object file")\n',
+        # Listed as GPU-only too, but fails for a reason a GPU would not fix: a real failure.
+        "gpubroken/__init__.py": "import not_installed_anywhere\n",
+        "app/__init__.py": "from gpukit import fused_op\n\n\n@fused_op\ndef kernel():\n    return 1\n",
+        "app2/__init__.py": "from . import utils\n",
+        "app2/utils.py": "import os\n\nimport IPython_not_here\n",
+        # A library that re-raises an import error as its own (as transformers does).
+        "wrapper.py": textwrap.dedent(
+            """\
+            try:
+                import torchvision_not_here
+            except ModuleNotFoundError as err:
+                raise RuntimeError("Could not import module 'AutoProcessor'") from err
+            """
+        ),
+        "app3.py": "import wrapper\n",
+        "uses_broken.py": "import gpubroken\n",
+    }
+    for name, text in files.items():
+        path = site / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+    return Environment(root=root, python=python, site=site)
+
+
+GPU_ONLY = {"gpukit": "needs a GPU", "gpubroken": "needs a GPU"}
+
+
+def _import(env: Environment, modules: list[str], gpu_only: dict[str, str] | None = None) -> dict[str, Any]:
+    return checks.run_harness(env, {"mode": "import", "modules": modules, "gpu_only": gpu_only or {}}, "tmp")
+
+
+def test_a_gpu_only_module_is_stood_in_for_only_for_want_of_a_gpu(
+    small_env: Environment,
+) -> None:
+    data = _import(small_env, ["app"], GPU_ONLY)
+    assert data["results"][0]["ok"] is True
+    assert "gpukit" in data["stand_ins"] and "libcuda.so.1" in data["stand_ins"]["gpukit"]
+    # Without the stand-in the same import fails: the rehearsal does not hide it.
+    data = _import(small_env, ["app"])
+    assert data["results"][0]["ok"] is False and data["stand_ins"] == {}
+    # A GPU-only module that fails for another reason is a real failure, with its missing module.
+    data = _import(small_env, ["uses_broken"], GPU_ONLY)
+    result = data["results"][0]
+    assert result["ok"] is False and result["missing"] == "not_installed_anywhere"
+    assert data["stand_ins"] == {}
+
+
+def test_a_missing_module_is_named_with_its_import_chain(small_env: Environment) -> None:
+    result = _import(small_env, ["app2"])["results"][0]
+    assert result["ok"] is False
+    assert result["missing"] == "IPython_not_here"
+    assert [(c["file"], c["line"]) for c in result["chain"]] == [
+        ("app2/__init__.py", 1),
+        ("app2/utils.py", 3),
+    ]
+
+
+def test_the_root_cause_of_a_reraised_import_error_is_reported(small_env: Environment) -> None:
+    result = _import(small_env, ["app3"])["results"][0]
+    assert result["ok"] is False
+    assert "AutoProcessor" in result["error"]
+    assert result["missing"] == "torchvision_not_here"
+    assert ("wrapper.py", 2) in [(c["file"], c["line"]) for c in result["chain"]]
+
+
+def test_bad_variant_is_one_line_exit_2(cli) -> None:
+    proc = cli("rehearse", "sglang-sm999-avx512")
+    assert proc.returncode == 2
+    assert proc.stderr.strip().count("\n") == 0 and "sglang-sm999-avx512" in proc.stderr
+
+
+# --- the real rehearsal (network) ------------------------------------------------------------------------
+@pytest.fixture(scope="session")
+def rehearsal() -> dict[str, Any]:
+    proc = subprocess.run(
+        [sys.executable, "-m", "sglang_matrix", "rehearse", DEFAULT, "--json"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=2400,
+        check=False,
+    )
+    if not proc.stdout.strip():
+        tail = proc.stderr.strip().splitlines()[-3:]
+        if "pip could not" in proc.stderr and "network" in proc.stderr.lower():
+            pytest.skip(f"the package index is not reachable: {tail}")
+        pytest.fail(f"rehearse printed no JSON (exit {proc.returncode}): {tail}")
+    data = json.loads(proc.stdout)
+    data["exit_code"] = proc.returncode
+    return data
+
+
+@pytest.mark.network
+def test_the_default_variant_rehearses(rehearsal: dict[str, Any]) -> None:
+    failed = [c["name"] for c in rehearsal["checks"] if c["status"] != "pass"]
+    assert failed == [], json.dumps([c for c in rehearsal["checks"] if c["status"] != "pass"], indent=1)[
+        :4000
+    ]
+    assert rehearsal["ok"] is True and rehearsal["exit_code"] == 0
+    names = [c["name"] for c in rehearsal["checks"]]
+    assert names[:1] == ["imports: sglang"]
+    assert {"launch_server --help", "server modules", "sglang-serve --dry-run"} <= set(names)
+    server = next(c for c in rehearsal["checks"] if c["name"] == "server modules")
+    assert {r["module"] for r in server["details"]} >= {
+        "sglang.srt.managers.scheduler",
+        "sglang.srt.managers.tokenizer_manager",
+        "sglang.srt.managers.detokenizer_manager",
+        "sglang.srt.model_executor.model_runner",
+        "sglang.srt.constrained.xgrammar_backend",
+    }
+
+
+@pytest.mark.network
+def test_the_rehearsal_says_what_stands_in_for_what(rehearsal: dict[str, Any]) -> None:
+    stand_ins = {s["what"]: s for s in rehearsal["environment"]["stand_ins"]}
+    assert {"python", "torch", "torchvision"} <= set(stand_ins)
+    assert "2.9.1" in stand_ins["torch"]["variant_has"]
+    # The build's import check runs with no stand-in for a GPU; the server's modules say which they used.
+    build = next(c for c in rehearsal["checks"] if c["name"] == "imports: sglang")
+    assert build["stand_ins"] == {}
+    assert "sgl_kernel" in rehearsal["gpu_stand_ins"]
+
+
+@pytest.mark.network
+def test_the_environment_holds_the_closure_and_nothing_dropped(rehearsal: dict[str, Any]) -> None:
+    installed = {canonicalize_name(n): v for n, v in rehearsal["distributions"].items()}
+    spec = load_spec(ROOT / "matrix.toml")
+    for req in rehearsal["requirements"]:
+        name = canonicalize_name(req["name"])
+        if name in ("torch", "torchvision"):
+            continue
+        assert name in installed, name
+        if req["nixpkgs"]:
+            assert installed[name] in SpecifierSet(req["nixpkgs"]), (name, installed[name], req["nixpkgs"])
+    for wheel in spec.lines["0.5.9"].wheels.values():
+        if wheel.attr in {w["attr"] for w in rehearsal["wheels"]}:
+            assert installed[canonicalize_name(wheel.pname)] == wheel.version
+    assert rehearsal["dropped_present"] == {}
+    assert "flashinfer-cubin" not in installed  # pruned for sm90
+    assert rehearsal["dependency_only"], "dependencies of nixpkgs' packages are listed"
+
+
+def _shadowed(tmp_path: Path, rehearsal: dict[str, Any], module: str) -> Environment:
+    """The rehearsal's environment with one module made absent: a venv that sees its site-packages behind a
+    package that raises ModuleNotFoundError as Python does for a module no distribution provides."""
+    root = Path(rehearsal["environment"]["root"])
+    base = root / "venv" / "bin" / "python"
+    site = subprocess.run(
+        [str(base), "-c", "import sysconfig; print(sysconfig.get_path('purelib'))"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(tmp_path / "venv")], check=True)
+    python = tmp_path / "venv" / "bin" / "python"
+    own = Path(
+        subprocess.run(
+            [str(python), "-c", "import sysconfig; print(sysconfig.get_path('purelib'))"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+    )
+    (own / "rehearsal.pth").write_text(site + "\n")
+    (own / module).mkdir()
+    (own / module / "__init__.py").write_text(
+        f"raise ModuleNotFoundError(\"No module named '{module}'\", name={module!r})\n"
+    )
+    return Environment(root=tmp_path, python=python, site=own)
+
+
+@pytest.mark.network
+def test_without_ipython_the_builds_import_check_fails_with_its_chain(
+    rehearsal: dict[str, Any], tmp_path: Path
+) -> None:
+    env = _shadowed(tmp_path, rehearsal, "IPython")
+    [check] = checks.build_imports(env, {"sglang": ("sglang",)})
+    assert check.status == "fail"
+    [result] = check.details
+    assert result["missing"] == "IPython"
+    chain = [(c["file"], c["line"]) for c in result["chain"]]
+    assert chain[:2] == [("sglang/__init__.py", 37), ("sglang/utils.py", 26)]
+
+
+@pytest.mark.network
+def test_without_torchvision_the_server_does_not_start(rehearsal: dict[str, Any], tmp_path: Path) -> None:
+    spec = load_spec(ROOT / "matrix.toml")
+    closure = plan_closure(spec, find_variant(spec, DEFAULT))  # type: ignore[arg-type]
+    env = _shadowed(tmp_path, rehearsal, "torchvision")
+    check, _ = checks.launch_server_help(closure, env)
+    assert check.status == "fail"
+    [result] = check.details
+    assert result["missing"] == "torchvision"
+    files = [c["file"] for c in result["chain"]]
+    assert files[0] == "sglang/launch_server.py"
+    assert "sglang/srt/multimodal/internvl_utils.py" in files
