@@ -341,3 +341,5 @@ in
     version = "2.31.2";
   };
 }
+# dockerTools and cacert: docker-tools.nix.
+// import ./docker-tools.nix { inherit lib mkDerivation system; }
