@@ -13,7 +13,10 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 # Files a scratch copy of the project needs for render, lock --check and Nix evaluation.
-PROJECT_PARTS = ("matrix.toml", "README.md", "flake.nix", "flake.lock", "lib", "pkgs", "templates", ".github")
+PROJECT_PARTS = (
+    "matrix.toml", "README.md", "flake.nix", "flake.lock", "lib", "pkgs", "templates", ".github",
+    "deploy", "nix",
+)  # fmt: skip
 
 
 @pytest.fixture(scope="session")

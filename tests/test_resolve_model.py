@@ -472,3 +472,28 @@ def test_entry_point_module_runs_without_traceback(tmp_path: Path, env: dict[str
     )
     assert proc.returncode == 2
     assert "Traceback" not in proc.stderr and len(proc.stderr.splitlines()) == 1
+
+
+# ---------------------------------------------------------------------------------------- hostile ids
+
+
+@pytest.mark.parametrize("length", [255, 300, 5000])
+def test_overlong_id_passes_through_unchanged(tmp_path: Path, env: dict[str, str], length: int) -> None:
+    """An id too long for any cache folder name (ENAMETOOLONG) with both caches present: no traceback, the
+    id goes to the server as given (issue 12)."""
+    (tmp_path / "bundled").mkdir()
+    (tmp_path / "hf").mkdir()
+    model = "acme/" + "m" * length
+    result = CliRunner().invoke(rm.main, [model, "--json", "-q"])
+    assert result.exit_code == 0, (result.output, result.exception)
+    data = json.loads(result.stdout)
+    assert (data["model"], data["source"]) == (model, "remote")
+    assert rm.parse_env_file(Path(env["SGLANG_ENV_FILE"]).read_text())["SGLANG_MODEL"] == model
+
+
+def test_a_trailing_newline_is_not_an_hf_id(env: dict[str, str]) -> None:
+    """`$` would accept "acme/Tiny-Model\\n" as an HF id; it is not one (nor a path): left as given."""
+    make_snapshot(Path(env["HF_HUB_CACHE"]), REPO, "c0ffee", complete())
+    assert rm.is_repo_id(REPO) and not rm.is_repo_id(REPO + "\n")
+    res = rm.resolve(REPO + "\n", env)
+    assert (res.model, res.source) == (REPO + "\n", "remote")

@@ -498,3 +498,16 @@ def test_the_runtime_package_installs_that_closure() -> None:
 def test_resolve_model_is_standalone() -> None:
     outside, inside = imports_of(TOOLS / "resolve_model.py")
     assert outside <= set(sys.stdlib_module_names) | {"click"} and inside == set()
+
+
+@pytest.mark.parametrize("value", ["9" * 5000, "70000", "0" * 30 + "1" * 19])
+def test_a_huge_tp_size_is_one_line_not_a_traceback(value: str) -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "sglang_matrix.serve", "--dry-run", "--no-env-file"],
+        env={**os.environ, "SGLANG_TP_SIZE": value, "SGLANG_PREFLIGHT": "0"},
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert proc.returncode == 2
+    assert len(proc.stderr.strip().splitlines()) == 1 and "SGLANG_TP_SIZE" in proc.stderr

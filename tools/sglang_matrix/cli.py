@@ -13,7 +13,7 @@ from rich.table import Table
 from . import workflow  # noqa: F401  (registers the CI workflow renderer)
 from .context import Context, err_console, one_line_errors, pass_ctx
 from .errors import UserError
-from .fsutil import SPEC_NAME, cache_dir, write_atomic
+from .fsutil import SPEC_NAME, cache_dir, deferred_signals, tree_lock, write_atomic
 from .plan import plan
 from .variants import find_variant, resolve_variants
 
@@ -36,7 +36,9 @@ def main(ctx: click.Context, root: Path | None, spec_path: Path | None) -> None:
 
 @main.command()
 @click.option(
-    "--check", is_flag=True, help="Write nothing; exit 1 and list each drifted, missing or stale file."
+    "--check",
+    is_flag=True,
+    help="Write nothing; exit 1 and list each drifted, missing or stale file and stray temp file.",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print the outcome as JSON.")
 @pass_ctx
@@ -45,7 +47,9 @@ def render(ctx: Context, check: bool, as_json: bool) -> None:
     """Regenerate pkgs/variants/*.nix, the README variant table and the CI workflow from the spec."""
     from .render import render as do_render
 
-    outcome = do_render(ctx.spec, ctx.root, check=check)
+    with tree_lock(ctx.root, shared=check):  # the spec read under the lock: no lock --upgrade half-seen
+        ctx.reload()
+        outcome = do_render(ctx.spec, ctx.root, check=check, lock=False)
     if as_json:
         click.echo(json.dumps(outcome.to_json(), indent=2))
     elif check:
@@ -53,6 +57,7 @@ def render(ctx: Context, check: bool, as_json: bool) -> None:
             ("drifted", outcome.drifted),
             ("missing", outcome.missing),
             ("stale", outcome.stale),
+            ("stray", outcome.stray),
         ):
             for path in paths:
                 click.echo(f"{label}: {path}")
@@ -67,6 +72,8 @@ def render(ctx: Context, check: bool, as_json: bool) -> None:
             click.echo(f"wrote {path}")
         for path in outcome.deleted:
             click.echo(f"deleted {path}")
+        for path in outcome.stray:
+            click.echo(f"removed {path} (a temp file an interrupted writer left)")
         click.echo(
             f"render: {len(outcome.written)} written, {len(outcome.deleted)} deleted, "
             f"{len(outcome.unchanged)} unchanged"
@@ -157,7 +164,8 @@ def lock_cmd(
     from . import lockfile
 
     if check:
-        problems = lockfile.check_lock(ctx.spec, ctx.root)
+        with tree_lock(ctx.root, shared=True):
+            problems = lockfile.check_lock(ctx.spec, ctx.root)
         if as_json:
             click.echo(json.dumps({"ok": not problems, "problems": problems}, indent=2))
         else:
@@ -169,36 +177,47 @@ def lock_cmd(
                 )
         sys.exit(1 if problems else 0)
 
-    only = None
+    # Nothing is written until every wheel is downloaded and hashed; then the spec (with --upgrade) and the
+    # lock are written together, signals held back, under the tree lock (no render or lock in between).
     spec_path = ctx.root / SPEC_NAME
-    before = spec_path.read_text(encoding="utf-8") if upgrade else None
-    if upgrade:
-        from .upgrade import upgrade_spec
+    with tree_lock(ctx.root):
+        only = None
+        new_spec_text = None
+        spec = ctx.spec
+        if upgrade:
+            from .spec import load_spec_text
+            from .upgrade import plan_upgrade
 
-        only = [upgrade_spec(spec_path, upgrade, line_name)]
-        ctx.reload()
-    spec = ctx.spec
-    with Progress(
-        TextColumn("[progress.description]{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        console=err_console,
-        transient=True,
-        disable=as_json or not err_console.is_terminal,
-    ) as progress:
-        task = progress.add_task("locking", total=len(lockfile.wanted_wheels(spec)))
+            name, new_spec_text = plan_upgrade(spec_path, upgrade, line_name)
+            only = [name]
+            spec = load_spec_text(new_spec_text, spec_path)
+        with Progress(
+            TextColumn("[progress.description]{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            console=err_console,
+            transient=True,
+            disable=as_json or not err_console.is_terminal,
+        ) as progress:
+            task = progress.add_task("locking", total=len(lockfile.wanted_wheels(spec)))
 
-        def report(filename: str, done: int, total: int) -> None:
-            progress.update(task, completed=done, total=total, description=filename or "done")
+            def report(filename: str, done: int, total: int) -> None:
+                progress.update(task, completed=done, total=total, description=filename or "done")
 
-        try:
-            changed, notes = lockfile.lock(
+            lock_text, notes = lockfile.resolve_lock(
                 spec, ctx.root, cache or cache_dir("wheels"), only=only, progress=report
             )
-        except UserError:
-            if before is not None:  # the upgrade did not lock: the spec goes back as it was
-                write_atomic(spec_path, before)
-            raise
+        lockfile.lock_temps(ctx.root, remove=True)  # left by a killed run (we hold the lock: none is live)
+        with deferred_signals():
+            before = spec_path.read_text(encoding="utf-8") if new_spec_text is not None else None
+            if new_spec_text is not None:
+                write_atomic(spec_path, new_spec_text)
+            try:
+                changed = write_atomic(ctx.root / lockfile.LOCK_PATH, lock_text)
+            except BaseException:
+                if before is not None:  # the lock could not be written: the spec goes back as it was
+                    write_atomic(spec_path, before)
+                raise
     if as_json:
         click.echo(json.dumps({"changed": changed, "notes": notes}, indent=2))
         return
@@ -226,3 +245,7 @@ main.add_command(smoke)
 from .rehearse import rehearse  # noqa: E402
 
 main.add_command(rehearse)
+
+from .k8s import k8s  # noqa: E402  (also registers the manifests' renderer)
+
+main.add_command(k8s)

@@ -8,11 +8,15 @@ hash and checked the same way where their host is reachable.
 from __future__ import annotations
 
 import base64
+import glob
 import hashlib
 import json
+import os
 import re
+import shutil
 import subprocess
 import sys
+import tempfile
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterable
@@ -20,10 +24,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from . import escape
 from .errors import UserError
-from .fsutil import write_atomic
+from .fsutil import SPEC_NAME, remove_stray_temps, stray_temps, write_atomic
 from .pruning import lock_sizes, member_sizes
-from .spec import SRI_RE, Spec, Wheel
+from .spec import SRI_RE, Spec, Wheel, key
 from .variants import resolve_variants
 
 LOCK_PATH = Path("pkgs") / "sources.json"
@@ -82,18 +87,63 @@ def sri_sha256(path: Path) -> str:
     return "sha256-" + base64.b64encode(digest.digest()).decode()
 
 
+# The JSON type of each field an entry may have (check_lock judges the values).
+ENTRY_TYPES: dict[str, tuple[tuple[type, ...], str]] = {
+    **{name: ((str,), "a string") for name in (*FETCHPYPI_FIELDS, "url", "hash")},
+    "size": ((int, type(None)), "an integer or null"),
+    "unpacked": ((int, type(None)), "an integer or null"),
+    "prunable": ((dict,), "a table"),
+    "verified": ((bool,), "true or false"),
+}
+
+
+def _is(value: object, types: tuple[type, ...]) -> bool:
+    return isinstance(value, types) and (bool in types or not isinstance(value, bool))
+
+
+def _shape_problem(entry: object) -> tuple[str, object, str] | None:
+    """(field, value, problem) where an entry is not a table of the known fields' JSON types."""
+    if not isinstance(entry, dict):
+        return "", entry, "must be a table"
+    for name, value in entry.items():
+        if name not in ENTRY_TYPES:
+            return f".{key(name)}", value, f"unknown field (known: {', '.join(ENTRY_TYPES)})"
+        types, described = ENTRY_TYPES[name]
+        if not _is(value, types):
+            return f".{key(name)}", value, f"must be {described}"
+        if name == "prunable":
+            for path, size in value.items():
+                if not _is(size, (int, type(None))):
+                    return f".prunable.{key(path)}", size, "must be an integer or null"
+    return None
+
+
 def read_lock(root: Path) -> dict[str, Any]:
+    """pkgs/sources.json, its shape checked: a `wheels` table of file name -> table of typed fields (a
+    LockError names the file, the entry and the field otherwise, never a traceback later)."""
     path = root / LOCK_PATH
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         return {"wheels": {}}
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise LockError(f"{LOCK_PATH}: not valid JSON: {err}") from None
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as err:
+        raise LockError(f"{LOCK_PATH}: not valid JSON: {escape.one_line(str(err))}") from None
+    except OSError as err:
+        raise LockError(f"{LOCK_PATH}: cannot read: {err.strerror or err}") from None
     if not isinstance(data, dict) or not isinstance(data.get("wheels"), dict):
         got = data.get("wheels") if isinstance(data, dict) else data
-        raise LockError(f"{LOCK_PATH}: wheels = {got!r}: must be a table")
+        raise LockError(f"{LOCK_PATH}: wheels = {_short(got)}: must be a table")
+    for filename, entry in data["wheels"].items():
+        problem = _shape_problem(entry)
+        if problem is not None:
+            where, value, why = problem
+            raise LockError(f"{LOCK_PATH}: wheels.{key(filename)}{where} = {_short(value)}: {why}")
     return data
+
+
+def _short(value: object, limit: int = 80) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def render_lock(entries: dict[str, dict[str, Any]]) -> str:
@@ -101,9 +151,21 @@ def render_lock(entries: dict[str, dict[str, Any]]) -> str:
     return json.dumps(data, indent=2, sort_keys=False) + "\n"
 
 
+def lock_temps(root: Path, remove: bool = False) -> list[Path]:
+    """Temp files an interrupted `lock` left beside pkgs/sources.json or matrix.toml (found or removed)."""
+    found = []
+    for rel in (LOCK_PATH, Path(SPEC_NAME)):
+        find = remove_stray_temps if remove else stray_temps
+        found += find(root / rel.parent, glob.escape(rel.name))
+    return found
+
+
 def check_lock(spec: Spec, root: Path) -> list[str]:
     """Offline: problems that make the lock disagree with what the Nix code fetches (empty when fine)."""
-    problems = []
+    problems = [
+        f"{stray.relative_to(root)}: a temp file an interrupted writer left (run `sglang-matrix lock`)"
+        for stray in lock_temps(root)
+    ]
     wheels = read_lock(root)["wheels"]
     wanted = wanted_wheels(spec)
     for filename, want in wanted.items():
@@ -166,19 +228,29 @@ def pip_download_args(want: Wanted, dest: Path) -> list[str]:
 
 
 def fetch_index_wheel(want: Wanted, cache: Path) -> Path:
+    """The wheel from the cache, else downloaded by pip into a private directory there and renamed into
+    place: an interrupted download never leaves a partial file under the wheel's name."""
     target = cache / want.filename
     if target.is_file():
         return target
-    cache.mkdir(parents=True, exist_ok=True)
-    proc = subprocess.run(pip_download_args(want, cache), capture_output=True, text=True, check=False)
-    if proc.returncode != 0:
-        tail = (proc.stderr.strip().splitlines() or ["(no output)"])[-1]
-        raise LockError(f"pip download {want.wheel.pname}=={want.wheel.version}: {tail}")
-    if not target.is_file():
-        got = sorted(p.name for p in cache.glob(f"{want.wheel.pname}-{want.wheel.version}-*.whl"))
-        raise LockError(
-            f"pip download {want.wheel.pname}=={want.wheel.version}: expected {want.filename}, got {got}"
-        )
+    try:
+        cache.mkdir(parents=True, exist_ok=True)
+        work = Path(tempfile.mkdtemp(prefix=".pip-", dir=cache))
+    except OSError as err:
+        raise LockError(f"{cache}: cannot use the wheel cache: {err.strerror or err}") from None
+    try:
+        proc = subprocess.run(pip_download_args(want, work), capture_output=True, text=True, check=False)
+        if proc.returncode != 0:
+            tail = (proc.stderr.strip().splitlines() or ["(no output)"])[-1]
+            raise LockError(f"pip download {want.wheel.pname}=={want.wheel.version}: {escape.one_line(tail)}")
+        got = work / want.filename
+        if not got.is_file():
+            names = sorted(p.name for p in work.glob("*.whl"))
+            what = f"{want.wheel.pname}=={want.wheel.version}"
+            raise LockError(f"pip download {what}: expected {want.filename}, got {names}")
+        os.replace(got, target)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
     return target
 
 
@@ -188,7 +260,7 @@ def fetch_url_wheel(want: Wanted, cache: Path, timeout: float = 20.0) -> Path | 
     if target.is_file():
         return target
     cache.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_suffix(".part")
+    tmp = target.with_name(f".{target.name}.{os.getpid()}.part")
     try:
         with (
             urllib.request.urlopen(want.wheel.url[want.system], timeout=timeout) as response,
@@ -196,10 +268,13 @@ def fetch_url_wheel(want: Wanted, cache: Path, timeout: float = 20.0) -> Path | 
         ):
             while block := response.read(1 << 20):
                 out.write(block)
-    except (urllib.error.URLError, OSError, TimeoutError):
+        tmp.replace(target)
+    except (urllib.error.URLError, OSError, TimeoutError, ValueError):
         tmp.unlink(missing_ok=True)
         return None
-    tmp.replace(target)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
     return target
 
 
@@ -211,6 +286,19 @@ def lock(
     progress: Callable[[str, int, int], None] | None = None,
 ) -> tuple[bool, list[str]]:
     """Resolve, hash and write the lock; return (changed, notes). Raises LockError, leaving it untouched."""
+    text, notes = resolve_lock(spec, root, cache, only, progress)
+    return write_atomic(root / LOCK_PATH, text), notes
+
+
+def resolve_lock(
+    spec: Spec,
+    root: Path,
+    cache: Path,
+    only: Iterable[str] | None = None,
+    progress: Callable[[str, int, int], None] | None = None,
+) -> tuple[str, list[str]]:
+    """Download and hash everything the lock needs; return its new text and notes. Writes nothing but
+    the wheel cache, so that an interrupted or failed run leaves the tree as it was."""
     previous = read_lock(root)["wheels"]
     wanted = wanted_wheels(spec)
     only_set = {re.sub(r"[-_.]+", "-", n).lower() for n in only} if only else None
@@ -260,5 +348,4 @@ def lock(
         }
     if progress:
         progress("", len(wanted), len(wanted))
-    changed = write_atomic(root / LOCK_PATH, render_lock(entries))
-    return changed, notes
+    return render_lock(entries), notes

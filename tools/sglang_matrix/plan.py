@@ -25,8 +25,6 @@ from __future__ import annotations
 
 import json
 import math
-import platform
-import re
 import shlex
 import sys
 from dataclasses import dataclass, field, fields
@@ -35,64 +33,27 @@ from typing import Any
 
 import click
 
-from .errors import SpecError, UserError
-from .spec import Spec, key
+from .errors import UserError
+from .machines import (  # noqa: F401  (parse_machines: the plan's machines-file reader, re-exported)
+    Builder,
+    NixUInt,
+    parse_machines,
+    read_machines,
+)
+from .spec import Spec
 from .variants import Variant, resolve_variants
+from .weights import Weights, parse_weights, spec_file_name, toml_key
 
 BIG_PARALLEL = "big-parallel"
-MACHINE_FIELDS = "URI SYSTEMS SSH-KEY MAX-JOBS SPEED-FACTOR SUPPORTED-FEATURES MANDATORY-FEATURES HOST-KEY"
 # GitHub Actions ends a self-hosted runner's job after 5 days whatever timeout-minutes says.
 MAX_TIMEOUT_MINUTES = 5 * 24 * 60
 
 
-@dataclass(frozen=True)
-class Weights:
-    """The [plan] table. Field names are the TOML keys with dashes as underscores."""
-
-    reference_cores: int = 16
-    torch_hours_per_capability: float = 2.5
-    torch_disk_gb: float = 30.0
-    cuda_libs_hours_per_capability: float = 0.5
-    cuda_libs_disk_gb: float = 5.0
-    variant_hours: float = 0.25
-    variant_disk_gb: float = 5.0
-    pure_wheels_hours: float = 0.05
-    pure_wheels_disk_gb: float = 2.0
-    torchvision_hours: float = 0.25
-    torchvision_hours_per_capability: float = 0.03
-    torchvision_disk_gb: float = 3.0
-    ci_timeout_factor: float = 2.0
-
-
-def toml_key(name: str) -> str:
-    return name.replace("_", "-")
-
-
 def load_weights(spec: Spec) -> Weights:
-    """Parse matrix.toml's [plan] table (optional, and so is every field) into Weights."""
-    file = spec.path.name if spec.path.parent == Path(".") else str(spec.path)  # as load_spec names it
-    raw = spec.raw.get("plan", {})
-    if not isinstance(raw, dict):
-        raise SpecError(file, "plan", raw, "must be a table")
-    known = {toml_key(f.name): f for f in fields(Weights)}
-    values: dict[str, Any] = {}
-    for name, value in raw.items():
-        where = f"plan.{key(name)}"
-        if name not in known:
-            raise SpecError(file, where, value, f"unknown field (known: {', '.join(sorted(known))})")
-        f = known[name]
-        if isinstance(value, bool) or not isinstance(value, int | float):
-            raise SpecError(file, where, value, "must be a number")
-        if f.type in (int, "int"):
-            if not isinstance(value, int) or value < 1:
-                raise SpecError(file, where, value, "must be a positive integer")
-        elif name == "ci-timeout-factor":
-            if value < 1:
-                raise SpecError(file, where, value, "must be at least 1")
-        elif value < 0 or not math.isfinite(value):
-            raise SpecError(file, where, value, "must be a non-negative number")
-        values[f.name] = value
-    return Weights(**values)
+    """The spec's [plan] table (parsed and checked with the rest of the spec by load_spec)."""
+    if spec.weights is not None:
+        return spec.weights
+    return parse_weights(spec.raw, spec_file_name(spec.path))
 
 
 # --------------------------------------------------------------------------------------------------------
@@ -272,109 +233,13 @@ def local_run(plan: Plan, cores: int) -> LocalRun:
 def ci_timeout_minutes(plan: Plan, v: Variant) -> int:
     """timeout-minutes for a CI job that builds one variant on a reference builder from an empty cache."""
     minutes = plan.variant_hours(v) * plan.weights.ci_timeout_factor * 60
+    if not minutes <= MAX_TIMEOUT_MINUTES:  # also NaN: the spec's bounds keep it finite, this keeps it so
+        return MAX_TIMEOUT_MINUTES
     return int(min(MAX_TIMEOUT_MINUTES, max(60, math.ceil(minutes / 60) * 60)))
 
 
 # --------------------------------------------------------------------------------------------------------
-# Remote builders (Nix machines file)
-
-
-@dataclass(frozen=True)
-class Builder:
-    uri: str
-    systems: tuple[str, ...]
-    ssh_key: str
-    max_jobs: int
-    speed: float
-    supported: tuple[str, ...]
-    mandatory: tuple[str, ...]
-    host_key: str
-    where: str  # FILE:LINE
-    line: str  # the machine's specification, as --builders takes it
-
-    @property
-    def features(self) -> set[str]:
-        # Nix: mandatory features count as supported too.
-        return set(self.supported) | set(self.mandatory)
-
-
-def local_system() -> str:
-    machine = {"amd64": "x86_64", "arm64": "aarch64"}.get(platform.machine().lower(), platform.machine())
-    kernel = "darwin" if sys.platform == "darwin" else "linux"
-    return f"{machine}-{kernel}"
-
-
-def _list(text: str) -> tuple[str, ...]:
-    return () if text == "-" else tuple(p for p in text.split(",") if p)
-
-
-def parse_machines(text: str, file: str, default_system: str | None = None) -> list[Builder]:
-    """Parse a Nix machines file; every problem is a one-line UserError naming FILE:LINE."""
-    builders: list[Builder] = []
-    for lineno, raw in enumerate(text.splitlines(), 1):
-        for spec_text in raw.split("#", 1)[0].split(";"):
-            parts = spec_text.split()
-            if not parts:
-                continue
-            where = f"{file}:{lineno}"
-            if parts[0].startswith("@"):
-                raise UserError(
-                    f"{where}: {parts[0]!r}: included machine files are not supported; list the machines here"
-                )
-            if len(parts) > 8:
-                raise UserError(f"{where}: {len(parts)} fields, at most 8 ({MACHINE_FIELDS})")
-            given = " ".join(parts)
-            parts += ["-"] * (8 - len(parts))
-            uri, systems, ssh_key, max_jobs_text, speed_text, supported, mandatory, host_key = parts
-            if uri == "-":
-                raise UserError(f"{where}: the machine's URI (first field) is missing")
-            systems_list = _list(systems) or ((default_system or local_system()),)
-            for system in systems_list:
-                if not re.fullmatch(r"[a-z0-9_]+-[a-z0-9_]+", system):
-                    raise UserError(f"{where}: system {system!r} is not a Nix system such as x86_64-linux")
-            try:
-                max_jobs = 1 if max_jobs_text == "-" else int(max_jobs_text)
-                if max_jobs < 0:
-                    raise ValueError
-            except ValueError:
-                raise UserError(
-                    f"{where}: max-jobs {max_jobs_text!r} (field 4) must be a non-negative integer"
-                ) from None
-            try:
-                speed = 1.0 if speed_text == "-" else float(speed_text)
-                if not (speed > 0 and math.isfinite(speed)):
-                    raise ValueError
-            except ValueError:
-                raise UserError(
-                    f"{where}: speed factor {speed_text!r} (field 5) must be a positive number"
-                ) from None
-            builders.append(
-                Builder(
-                    uri=uri,
-                    systems=systems_list,
-                    ssh_key=ssh_key,
-                    max_jobs=max_jobs,
-                    speed=speed,
-                    supported=_list(supported),
-                    mandatory=_list(mandatory),
-                    host_key=host_key,
-                    where=where,
-                    line=given,
-                )
-            )
-    if not builders:
-        raise UserError(f"{file}: no machines listed")
-    return builders
-
-
-def read_machines(path: Path, default_system: str | None = None) -> list[Builder]:
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise UserError(f"{path}: no such machines file") from None
-    except (OSError, UnicodeDecodeError) as err:
-        raise UserError(f"{path}: cannot read: {err}") from None
-    return parse_machines(text, str(path), default_system)
+# Spreading the plan over remote builders
 
 
 @dataclass
@@ -569,7 +434,7 @@ def _print_human(plan: Plan, run: LocalRun, assignments: list[Assignment] | None
 )
 @click.option(
     "--cores",
-    type=int,
+    type=NixUInt(),
     default=16,
     show_default=True,
     help="Cores of the local builder the time estimate and `nix build` flags are for.",
@@ -605,6 +470,10 @@ def plan(obj: Any, variants: tuple[str, ...], as_json: bool, builders_file: Path
         click.echo(f"sglang-matrix: {err}", err=True)
         sys.exit(err.exit_code)
     if as_json:
-        click.echo(json.dumps(plan_json(the_plan, run, assignments), indent=2))
+        try:  # every number is finite by the bounds on the spec and machines file; JSON has no Infinity
+            click.echo(json.dumps(plan_json(the_plan, run, assignments), indent=2, allow_nan=False))
+        except ValueError as err:
+            click.echo(f"sglang-matrix: plan: a figure is not finite ({err})", err=True)
+            sys.exit(2)
     else:
         _print_human(the_plan, run, assignments)

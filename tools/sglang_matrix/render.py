@@ -8,6 +8,8 @@ carry GENERATED_MARK are ever deleted.
 
 from __future__ import annotations
 
+import contextlib
+import glob
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,8 +17,9 @@ from typing import Any
 
 import jinja2
 
+from . import escape
 from .errors import UserError
-from .fsutil import write_atomic
+from .fsutil import remove_stray_temps, stray_temps, tree_lock, write_atomic
 from .spec import Spec
 from .variants import Variant, resolve_variants
 
@@ -41,32 +44,49 @@ class Outcome:
     drifted: list[Path] = field(default_factory=list)
     missing: list[Path] = field(default_factory=list)
     stale: list[Path] = field(default_factory=list)
+    # Temp files an interrupted writer left (found by --check; removed by render)
+    stray: list[Path] = field(default_factory=list)
 
     @property
     def clean(self) -> bool:
-        return not (self.drifted or self.missing or self.stale)
+        return not (self.drifted or self.missing or self.stale or self.stray)
 
     def to_json(self) -> dict[str, Any]:
         return {k: [str(p) for p in getattr(self, k)] for k in self.__dataclass_fields__}
+
+
+def _only_escaped(value: Any) -> Any:
+    """Every `{{ ... }}` must print an integer or the result of one of escape.FILTERS: a value that skips
+    its language's escaping is a render error, never a generated file that does not parse."""
+    if isinstance(value, escape.Escaped) or (isinstance(value, int) and not isinstance(value, bool)):
+        return value
+    raise jinja2.TemplateRuntimeError(
+        f"{value!r} is printed unescaped: pass it through one of {', '.join(escape.FILTERS)}"
+    )
 
 
 def environment(root: Path) -> jinja2.Environment:
     templates = root / "templates"
     if not templates.is_dir():
         raise UserError(f"{templates}: no templates directory (is --root the repository?)")
-    return jinja2.Environment(
+    env = jinja2.Environment(
         loader=jinja2.FileSystemLoader(str(templates)),
         undefined=jinja2.StrictUndefined,
         keep_trailing_newline=True,
         autoescape=False,
+        finalize=_only_escaped,
     )
+    env.filters.update(escape.FILTERS)
+    return env
 
 
 def _render(env: jinja2.Environment, name: str, **context: Any) -> str:
     try:
-        return env.get_template(name).render(header=HEADER, **context)
-    except jinja2.TemplateError as err:
-        raise UserError(f"templates/{name}: {err.__class__.__name__}: {err}") from None
+        # The header is this tool's own text: safe in a Nix, YAML or HTML comment as it stands.
+        return env.get_template(name).render(header=escape.Escaped(HEADER), **context)
+    except (jinja2.TemplateError, ValueError) as err:
+        message = escape.one_line(f"{err.__class__.__name__}: {err}")
+        raise UserError(f"templates/{name}: {message}") from None
 
 
 def variant_file(variant: Variant) -> Path:
@@ -89,7 +109,10 @@ def readme_table(spec: Spec, variants: list[Variant], env: jinja2.Environment) -
                 cells = []
                 for isa in isas:
                     match = [v for v in members if v.target == target and v.isa == isa]
-                    cells.append(("`" + match[0].name + "`" if default else "✓") if match else "—")
+                    if not match:
+                        cells.append(escape.Escaped("—"))
+                    else:
+                        cells.append(escape.md_code(match[0].name) if default else escape.Escaped("✓"))
                 rows.append(
                     {
                         "target": target if t.cudnn else f"{target} (no cuDNN)",
@@ -134,7 +157,8 @@ def readme_table(spec: Spec, variants: list[Variant], env: jinja2.Environment) -
 
 
 def splice_readme(text: str, table: str) -> str:
-    start, end = text.find(README_BEGIN), text.find(README_END)
+    start = text.find(README_BEGIN)
+    end = text.find(README_END, start + len(README_BEGIN)) if start >= 0 else -1
     if start < 0 or end < start:
         raise UserError(f"{README}: markers {README_BEGIN} ... {README_END} not found")
     return text[: start + len(README_BEGIN)] + "\n" + table.strip("\n") + "\n" + text[end:]
@@ -156,6 +180,8 @@ def planned_files(spec: Spec, root: Path) -> dict[Path, str]:
         readme = readme_path.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise UserError(f"{README}: not found in {root}") from None
+    except (OSError, UnicodeDecodeError) as err:
+        raise UserError(f"{README}: cannot read: {getattr(err, 'strerror', None) or err}") from None
     files[README] = splice_readme(readme, readme_table(spec, variants, env))
     for renderer in EXTRA_RENDERERS:
         files.update(renderer(spec, variants, env))
@@ -184,29 +210,47 @@ def stale_files(root: Path, planned: dict[Path, str]) -> list[Path]:
     return stale
 
 
-def render(spec: Spec, root: Path, check: bool = False) -> Outcome:
-    planned = planned_files(spec, root)
+def temp_patterns(planned: dict[Path, str]) -> list[tuple[Path, str]]:
+    """Where write_atomic's temp files for generated files would be: (directory, file-name glob)."""
+    places = {(VARIANTS_DIR, "*.nix")}
+    places |= {(rel.parent, glob.escape(rel.name)) for rel in planned}
+    return sorted(places)
+
+
+def render(spec: Spec, root: Path, check: bool = False, lock: bool = True) -> Outcome:
+    """Write (or, with check, compare) every generated file. Holds the tree lock (shared for check; the
+    caller holds it when lock is False), so concurrent renders run one after the other and a stray temp
+    file is never a running writer's."""
     outcome = Outcome()
-    for rel, content in sorted(planned.items()):
-        path = root / rel
-        try:
-            current = path.read_text(encoding="utf-8")
-        except FileNotFoundError:
-            current = None
-        except UnicodeDecodeError:
-            current = ""
-        if current == content:
-            outcome.unchanged.append(rel)
-            continue
-        if check:
-            (outcome.missing if current is None else outcome.drifted).append(rel)
-            continue
-        write_atomic(path, content)
-        outcome.written.append(rel)
-    for rel in stale_files(root, planned):
-        if check:
-            outcome.stale.append(rel)
-        else:
-            (root / rel).unlink()
-            outcome.deleted.append(rel)
+    with tree_lock(root, shared=check) if lock else contextlib.nullcontext():
+        planned = planned_files(spec, root)
+        strays: set[Path] = set()
+        for directory, pattern in temp_patterns(planned):
+            if check:
+                strays.update(stray_temps(root / directory, pattern))
+            else:
+                strays.update(remove_stray_temps(root / directory, pattern))
+        outcome.stray = sorted(path.relative_to(root) for path in strays)
+        for rel, content in sorted(planned.items()):
+            path = root / rel
+            try:
+                current = path.read_text(encoding="utf-8")
+            except FileNotFoundError:
+                current = None
+            except (UnicodeDecodeError, IsADirectoryError):
+                current = ""
+            if current == content:
+                outcome.unchanged.append(rel)
+                continue
+            if check:
+                (outcome.missing if current is None else outcome.drifted).append(rel)
+                continue
+            write_atomic(path, content)
+            outcome.written.append(rel)
+        for rel in stale_files(root, planned):
+            if check:
+                outcome.stale.append(rel)
+            else:
+                (root / rel).unlink(missing_ok=True)
+                outcome.deleted.append(rel)
     return outcome

@@ -46,6 +46,7 @@ which accepts exactly that format and never runs a shell. Keys written: SGLANG_M
 from __future__ import annotations
 
 import dataclasses
+import errno
 import hashlib
 import json
 import os
@@ -66,7 +67,8 @@ TOKENIZER_CONFIG = "tokenizer_config.json"
 ENV_FILE_HEADER = "# Written by sglang-resolve-model; read by sglang-serve. Safe to source from a shell.\n"
 
 _REPO_PART = r"[A-Za-z0-9](?:[A-Za-z0-9._-]*[A-Za-z0-9_-])?"
-_REPO_ID_RE = re.compile(rf"^(?:{_REPO_PART}/)?{_REPO_PART}$")
+# \A and \Z, not ^ and $ (which would let "org/name\n" through).
+_REPO_ID_RE = re.compile(rf"\A(?:{_REPO_PART}/)?{_REPO_PART}\Z")
 _ENV_NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 # One line of the env file: ``export NAME=VALUE`` where VALUE is what shlex.quote produces: a run of
 # shlex's "safe" characters, ``''``-quoted pieces and the ``"'"`` piece it uses for an embedded quote.
@@ -161,11 +163,26 @@ def repo_folder(repo_id: str) -> str:
 
 
 def _has_config(directory: Path) -> bool:
-    return (directory / "config.json").is_file()
+    try:
+        return (directory / "config.json").is_file()
+    except OSError:  # a name too long, a directory that cannot be searched: no config there for us
+        return False
 
 
 def find_snapshot(hub: Path, repo_id: str) -> Path | None:
-    """The snapshot of ``repo_id`` in ``hub``: the one refs/main names, else the first sorted with config."""
+    """The snapshot of ``repo_id`` in ``hub``: the one refs/main names, else the first sorted with config.
+
+    None also where the cache cannot be searched for it (a name too long for the file system, a directory
+    that cannot be read): the id then goes to the server unchanged."""
+    try:
+        return _find_snapshot(hub, repo_id)
+    except OSError as exc:
+        if exc.errno != errno.ENAMETOOLONG:  # too long a name cannot be in any cache: nothing to say
+            _note(f"not looking for {repo_id!r} in {str(hub)!r}: {exc.strerror or exc}")
+        return None
+
+
+def _find_snapshot(hub: Path, repo_id: str) -> Path | None:
     repo = hub / repo_folder(repo_id)
     snapshots = repo / "snapshots"
     if not snapshots.is_dir():

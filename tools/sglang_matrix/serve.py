@@ -112,6 +112,8 @@ def parse_int(environ: Mapping[str, str], name: str, low: int, high: int | None 
         return None
     if not _UINT_RE.fullmatch(value.strip()):
         raise _bad(name, value, "not an integer")
+    if len(value.strip().lstrip("0")) > 18:  # int() refuses over 4,300 digits; no bound needs 19
+        raise _bad(name, value, "too large")
     number = int(value.strip())
     if number < low or (high is not None and number > high):
         bounds = f"at least {low}" if high is None else f"between {low} and {high}"
@@ -166,7 +168,7 @@ def build_argv(environ: Mapping[str, str], python: str | None = None) -> list[st
     dtype = _get(environ, "SGLANG_DTYPE")
     if dtype is not None:
         argv += ["--dtype", dtype.strip()]
-    tp_size = parse_int(environ, "SGLANG_TP_SIZE", 1)
+    tp_size = parse_int(environ, "SGLANG_TP_SIZE", 1, 65536)
     if tp_size is not None:
         argv += ["--tp-size", str(tp_size)]
     sampling = parse_json_object(environ, "SGLANG_PREFERRED_SAMPLING_PARAMS")

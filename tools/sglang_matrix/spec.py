@@ -11,20 +11,38 @@ import re
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from packaging.specifiers import InvalidSpecifier, SpecifierSet
+from packaging.utils import canonicalize_name
 from packaging.version import InvalidVersion, Version
 
 from .errors import SpecError
 
+if TYPE_CHECKING:
+    from .weights import Weights
+
 SCHEMA = 1
-CAPABILITY_RE = re.compile(r"^[0-9]+\.[0-9]+$")
-MAJOR_MINOR_RE = re.compile(r"^[0-9]+\.[0-9]+$")
+# Every pattern is anchored with \A and \Z (never ^ and $, which accept a trailing newline), so that
+# .match, .fullmatch and .search all mean "the whole value"; ASCII classes only ([0-9], not \d).
+CAPABILITY_RE = re.compile(r"\A[0-9]+\.[0-9]+\Z")
+MAJOR_MINOR_RE = re.compile(r"\A[0-9]+\.[0-9]+\Z")
 # Nix attribute names we generate must be usable unquoted in `nix build .#NAME`.
-NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]*$")
-MODULE_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*")
-SRI_RE = re.compile(r"^sha256-[A-Za-z0-9+/]{43}=$")
+NAME_RE = re.compile(r"\A[A-Za-z_][A-Za-z0-9_-]*\Z")
+MODULE_RE = re.compile(r"\A[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*\Z")
+SRI_RE = re.compile(r"\Asha256-[A-Za-z0-9+/]{43}=\Z")
+# A release line's key ("0.5.9"): it names the line in field paths, store names and the {line} placeholder.
+LINE_RE = re.compile(r"\A[A-Za-z0-9][A-Za-z0-9._+-]*\Z")
+# A version as a wheel's file name spells it: PEP 440 (checked by packaging too), without the whitespace
+# and other characters packaging forgives.
+VERSION_RE = re.compile(r"\A[A-Za-z0-9][A-Za-z0-9.+!_-]*\Z")
+# One part of a wheel tag (python, abi or platform: "cp312", "manylinux_2_17_x86_64.manylinux2014_x86_64").
+TAG_PART_RE = re.compile(r"\A[A-Za-z0-9_.]+\Z")
+URL_RE = re.compile(r"\Ahttps?://[!-~]+\Z")
+# A name template: name characters and the known placeholders only.
+TEMPLATE_RE = re.compile(r"\A(?:[A-Za-z0-9_-]|\{(?:target|isa|python|cuda|line)\})+\Z")
+# [build] max-jobs-cap: nvcc jobs at once; Nix's --cores is an unsigned 32-bit integer.
+MAX_JOBS_CAP = 4096
 SYSTEMS = ("x86_64-linux", "aarch64-linux")
 # The keys of each table with a fixed shape (anything else is a typo and an error).
 TOP_KEYS = (
@@ -35,7 +53,7 @@ NIXPKGS_KEYS = ("rev", "min-nix")
 BUILD_KEYS = ("max-jobs-cap", "default-variant", "prune-device-code")
 ISA_KEYS = ("systems", "description", "flags", "cpu-features", "gcc-arch")
 # A -march name as nixpkgs' gccarch-<name> system features spell it ("x86-64-v4", "armv8.2-a").
-GCC_ARCH_RE = re.compile(r"^[a-z0-9][a-z0-9._-]*$")
+GCC_ARCH_RE = re.compile(r"\A[a-z0-9][a-z0-9._-]*\Z")
 CAPABILITY_KEYS = ("min-cuda", "max-cuda")
 TARGET_KEYS = ("capabilities", "architecture", "gpus", "cudnn", "cudnn-reason")
 LINE_KEYS = (
@@ -67,8 +85,19 @@ PROVIDER_SPECIALS = ("glibc", "driver")
 
 
 def key(name: str) -> str:
-    """A TOML key as written in a field path: bare when it can be, quoted otherwise."""
-    return name if re.fullmatch(r"[A-Za-z0-9_-]+", name) else f'"{name}"'
+    """A TOML key as written in a field path: bare when it can be, else a TOML basic string (quotes,
+    backslashes and non-printable characters escaped: an error message stays one line)."""
+    if re.fullmatch(r"[A-Za-z0-9_-]+", name):
+        return name
+    out = []
+    for ch in name:
+        if ch in '"\\':
+            out.append("\\" + ch)
+        elif ch.isprintable():
+            out.append(ch)
+        else:
+            out.append(f"\\u{ord(ch):04x}" if ord(ch) < 0x10000 else f"\\U{ord(ch):08x}")
+    return '"' + "".join(out) + '"'
 
 
 @dataclass(frozen=True)
@@ -259,6 +288,8 @@ class Spec:
     module_distributions: dict[str, str] = field(default_factory=dict)
     # [cuda-drivers]: NVIDIA's driver versions per CUDA release (None when the spec has no such table).
     cuda_drivers: CudaDrivers | None = None
+    # [plan]: the weights `plan` and the CI timeouts use (None only for a Spec built without parse_spec).
+    weights: Weights | None = None
 
     def provider(self, soname: str) -> str | None:
         """What provides a SONAME per [sonames] (first matching glob), or None."""
@@ -393,10 +424,19 @@ def load_spec(path: str | Path) -> Spec:
         raise SpecError(file, "(file)", str(path), f"cannot read: {err.strerror}") from None
     except UnicodeDecodeError:
         raise SpecError(file, "(file)", str(path), "not UTF-8 text") from None
+    return load_spec_text(text, path)
+
+
+def load_spec_text(text: str, path: str | Path) -> Spec:
+    """Validate a spec's text as if it were the file at `path` (which is neither read nor written)."""
+    path = Path(path)
+    file = path.name if path.parent == Path(".") else str(path)
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as err:
         raise SpecError(file, "(syntax)", _toml_excerpt(text, err), f"TOML syntax error: {err}") from None
+    except RecursionError:
+        raise SpecError(file, "(syntax)", "", "arrays or tables nested too deeply") from None
     return parse_spec(data, path, file)
 
 
@@ -407,6 +447,25 @@ def _toml_excerpt(text: str, err: tomllib.TOMLDecodeError) -> str:
     return ""
 
 
+def _check_text(r: _Reader, value: object, path: str) -> None:
+    """Every key and string of the spec is printable text on one line: no control characters (newline,
+    tab, escape, NUL), line or paragraph separators, format characters, or spaces other than ' '. Such
+    characters would reach file names, Nix strings and comments, the README and the workflow."""
+    stack: list[tuple[str, object]] = [(path, value)]
+    while stack:
+        here, item = stack.pop()
+        if isinstance(item, dict):
+            for name, child in reversed(item.items()):
+                where = f"{here}.{key(name)}" if here else key(name)
+                if not name.isprintable():
+                    raise r.fail(where, name, "a key must be printable text on one line (no controls)")
+                stack.append((where, child))
+        elif isinstance(item, list):
+            stack.extend((f"{here}[{i}]", child) for i, child in reversed(list(enumerate(item))))
+        elif isinstance(item, str) and not item.isprintable():
+            raise r.fail(here, item, "must be printable text on one line (no control characters)")
+
+
 def parse_spec(data: dict[str, Any], path: Path, file: str) -> Spec:
     r = _Reader(file)
     schema = data.get("schema")
@@ -414,6 +473,7 @@ def parse_spec(data: dict[str, Any], path: Path, file: str) -> Spec:
         raise r.fail("schema", schema if schema is not None else "<missing>", f"must be {SCHEMA}")
 
     r.only(data, "", TOP_KEYS)
+    _check_text(r, data, "")
     nixpkgs = r.table(data, "nixpkgs", "")
     r.only(nixpkgs, "nixpkgs", NIXPKGS_KEYS)
     rev = r.string(nixpkgs, "rev", "nixpkgs")
@@ -426,8 +486,8 @@ def parse_spec(data: dict[str, Any], path: Path, file: str) -> Spec:
     build = r.table(data, "build", "")
     r.only(build, "build", BUILD_KEYS)
     cap = build.get("max-jobs-cap", "<missing>")
-    if not isinstance(cap, int) or isinstance(cap, bool) or cap < 1:
-        raise r.fail("build.max-jobs-cap", cap, "must be a positive integer")
+    if not isinstance(cap, int) or isinstance(cap, bool) or not 1 <= cap <= MAX_JOBS_CAP:
+        raise r.fail("build.max-jobs-cap", cap, f"must be an integer from 1 to {MAX_JOBS_CAP}")
     default_variant = r.string(build, "default-variant", "build")
     prune_device_code = r.boolean(build, "prune-device-code", "build", False)
 
@@ -438,10 +498,16 @@ def parse_spec(data: dict[str, Any], path: Path, file: str) -> Spec:
     lines_raw = r.table(data, "lines", "")
     if not lines_raw:
         raise r.fail("lines", "{}", "at least one release line is required")
+    for name in lines_raw:
+        if not LINE_RE.match(name):
+            raise r.fail(f"lines.{key(name)}", name, "a release line's key is letters, digits and . _ + -")
     lines = {
         name: _parse_line(r, name, r.table(lines_raw, name, "lines"), isas, targets, capabilities)
         for name in lines_raw
     }
+    from .weights import parse_weights  # here: weights imports this module
+
+    weights = parse_weights(data, file)
     spec = Spec(
         path=path,
         nixpkgs_rev=rev,
@@ -457,6 +523,7 @@ def parse_spec(data: dict[str, Any], path: Path, file: str) -> Spec:
         raw=data,
         cuda_drivers=_parse_cuda_drivers(r, data, lines),
         module_distributions=_parse_module_distributions(r, data),
+        weights=weights,
     )
     # Names are checked when variants resolve (they depend on every line at once).
     from .variants import resolve_variants  # here: variants imports this module
@@ -615,6 +682,12 @@ def _parse_line(
                     template,
                     f"unknown placeholder {{{placeholder}}} (known: {', '.join(PLACEHOLDERS)})",
                 )
+        if not TEMPLATE_RE.match(template):
+            raise r.fail(
+                f"{path}.{field_name}",
+                template,
+                "a name template is letters, digits, '_', '-' and {placeholders}",
+            )
         templates[field_name] = template
 
     torch = r.table(t, "torch", path)
@@ -773,11 +846,15 @@ def _version(r: _Reader, t: dict[str, Any], path: str) -> str:
         Version(version)
     except InvalidVersion:
         raise r.fail(f"{path}.version", version, "not a valid version") from None
+    if not VERSION_RE.match(version):
+        raise r.fail(f"{path}.version", version, "not a version as a wheel's file name spells it")
     return version
 
 
 def _parse_wheel(r: _Reader, attr: str, t: dict[str, Any], parent: str, systems: tuple[str, ...]) -> Wheel:
     path = f"{parent}.{key(attr)}"
+    if canonicalize_name(attr) != attr:
+        raise r.fail(path, attr, "a wheel's key is its canonical name (lowercase, '-' between the words)")
     r.only(t, path, WHEEL_KEYS)
     version = _version(r, t, path)
     pname = r.string(t, "pname", path)
@@ -791,7 +868,8 @@ def _parse_wheel(r: _Reader, attr: str, t: dict[str, Any], parent: str, systems:
             raise r.fail(
                 f"{path}.tags.{key(system)}", system, f"unknown system (known: any, {', '.join(SYSTEMS)})"
             )
-        if len(tag.split("-")) != 3:
+        parts = tag.replace("{python}", "312").split("-")
+        if len(parts) != 3 or not all(TAG_PART_RE.match(part) for part in parts):
             raise r.fail(
                 f"{path}.tags.{key(system)}",
                 tag,
@@ -819,6 +897,9 @@ def _parse_wheel(r: _Reader, attr: str, t: dict[str, Any], parent: str, systems:
             f"{path}.cuda", t["cuda"], "a wheel for some CUDA releases only must be optional (say why)"
         )
     url = r.string_map(t, "url", path)
+    for system, address in url.items():
+        if not URL_RE.match(address):
+            raise r.fail(f"{path}.url.{key(system)}", address, "must be an http(s) URL without spaces")
     hashes = r.string_map(t, "hash", path)
     for system in url:
         if system not in hashes:

@@ -30,7 +30,7 @@ from typing import Any
 
 import jinja2
 
-from . import render
+from . import escape, render
 from .errors import UserError
 from .plan import ci_timeout_minutes, make_plan
 from .spec import Spec
@@ -118,7 +118,7 @@ def actionlint_config(labels: list[str]) -> str:
         "# (scripts/install-actionlint.sh's wrapper reads it too).",
         "self-hosted-runner:",
         "  labels:",
-        *(f"    - {label}" for label in labels),
+        *(f"    - {escape.yaml_scalar(label)}" for label in labels),
     ]
     return "\n".join(lines) + "\n"
 

@@ -213,7 +213,7 @@ def driver_version(libraries: dict[str, str]) -> str | None:
         if name.startswith("libcuda.so."):
             rest = name[len("libcuda.so.") :]
             parts = rest.split(".")
-            if len(parts) >= 2 and all(p.isdigit() for p in parts) and int(parts[0]) >= 100:
+            if len(parts) >= 2 and all(p.isascii() and p.isdigit() for p in parts) and int(parts[0]) >= 100:
                 return rest
     return None
 

@@ -393,7 +393,7 @@ def cpuinfo_machine(text: str) -> str | None:
         return "x86_64" if "lm" in fields["flags"].split() else "i686"
     if "features" in fields:
         arch = fields.get("cpu architecture", "")
-        if "asimd" in fields["features"].split() or (arch.isdigit() and int(arch) >= 8):
+        if "asimd" in fields["features"].split() or (arch.isascii() and arch.isdigit() and int(arch) >= 8):
             return "aarch64"
         return "arm"
     return None
