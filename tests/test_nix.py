@@ -161,7 +161,8 @@ p: builtins.mapAttrs (name: env:
     wheels = builtins.mapAttrs (_: wheel) (builtins.intersectAttrs env.variant.wheels py);
     runtime = (builtins.head (builtins.filter (x: x.pname or "" == "sglang-matrix-runtime")
       env.pythonEnv.paths)).drvPath;
-  }) (removeAttrs p ([ "sglang-matrix" ] ++ builtins.filter (n: builtins.match ".*-image" n != null) (builtins.attrNames p)))
+  }) (removeAttrs p ([ "sglang-matrix" ]
+    ++ builtins.filter (n: builtins.match ".*-image" n != null) (builtins.attrNames p)))
 """
 # Every system's packages at once: { system = { name = facts; }; }.
 ALL_FACTS = f"ps: builtins.mapAttrs (_: {FACTS.strip()}) ps"
