@@ -36,6 +36,7 @@ GCC_PACKAGES = (
     "libbinutils", "libctf0", "libsframe1", "libgprofng0", "libc6-dev", "linux-libc-dev", "libisl23",
     "libmpc3", "libmpfr6",
 )  # fmt: skip
+# apt names its index files after the mirror's host: match them by suite, component and architecture.
 TRIXIE_PACKAGES = "nix-trixie/var/lib/apt/lists/*_dists_trixie_main_binary-amd64_Packages"
 # The C libraries nixpkgs' python312 links (glibc, OpenSSL, SQLite, ...), sized as Debian's packages.
 CPYTHON_LIBS = (
@@ -383,11 +384,13 @@ def measure(
         say("CUDA 12.8's default fatbin compression (NVRTC + nvFatbin)")
         fatbin = fatbin_default(work / "keep")
     # Debian trixie's package index, in the Nix 2.26 root scripts/setup-nix.sh keeps in the cache.
-    trixie = cache.parent / TRIXIE_PACKAGES
+    found = sorted(cache.parent.glob(TRIXIE_PACKAGES))
     toolchain: dict[str, Any] = {}
-    if trixie.is_file():
+    if found:
+        trixie = found[0]
         toolchain = {
-            "source": f"Debian trixie's Installed-Size of {len(GCC_PACKAGES)} packages ({trixie.name})",
+            "source": f"Debian trixie's Installed-Size of {len(GCC_PACKAGES)} packages "
+            "(apt's index of trixie main, amd64)",
             "packages": debian_sizes(trixie, GCC_PACKAGES),
         }
     return {

@@ -9,6 +9,8 @@ let
   isaLib = import ./isa.nix { inherit matrix; };
   rules = import ./rules.nix { inherit matrix; };
   wheelFile = import ./wheel-file.nix;
+  # [build] torch-cuda-libraries: library -> whether torch links it (absent: nixpkgs' default, it does).
+  torchLibraries = matrix.build.torch-cuda-libraries or { };
 
   variantsOfLine =
     lineName:
@@ -47,7 +49,11 @@ let
         inherit (t) capabilities architecture gpus;
         cflags = isaLib.flags c.isa;
         gccArch = isaLib.gccArch c.isa;
-        cudnn = t.cudnn or true;
+        # [build] torch-cuda-libraries switches a library off for every variant; a target's own
+        # `cudnn = false` (Pascal: cuDNN dropped SM < 7.5) wins over the default.
+        cudnn = (t.cudnn or true) && (torchLibraries.cudnn or true);
+        cusparselt = torchLibraries.cusparselt or true;
+        torchNvccFlags = matrix.build.torch-nvcc-flags or [ ];
         maxJobsCap = matrix.build.max-jobs-cap;
         versions = builtins.listToAttrs (
           map (attr: {

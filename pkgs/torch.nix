@@ -27,8 +27,22 @@ in
       (old.env or { })
       // lib.optionalAttrs (!variant.cudnn) {
         # nixpkgs has no cuDNN switch: cudnn is an input whenever cudaPackages has it. USE_CUDNN=0 in the
-        # build environment is what turns it off in torch's CMake.
+        # build environment is what turns it off in torch's CMake (setup.py passes USE_* on), so nothing
+        # links it and it drops out of the runtime closure.
         USE_CUDNN = "0";
+      }
+      // lib.optionalAttrs (!(variant.cusparselt or true)) {
+        # Likewise for cuSPARSELt (libcusparse_lt is always among nixpkgs' buildInputs): torch's CMake
+        # option USE_CUSPARSELT. Only 2:4 sparse matmuls use it (torch._cslt_sparse_mm).
+        USE_CUSPARSELT = "0";
+      }
+      // lib.optionalAttrs ((variant.torchNvccFlags or [ ]) != [ ]) {
+        # torch's CMakeLists appends $TORCH_NVCC_FLAGS to CMAKE_CUDA_FLAGS; nixpkgs sets none. Without
+        # `-Xfatbin -compress-all` nvcc stores cubins uncompressed (PTX only is compressed by default),
+        # which makes a one-SM torch's device code about five times what pip's build ships.
+        TORCH_NVCC_FLAGS = lib.concatStringsSep " " (
+          lib.optional (old.env ? TORCH_NVCC_FLAGS) old.env.TORCH_NVCC_FLAGS ++ variant.torchNvccFlags
+        );
       };
 
     # ISA flags for torch's own C/C++ (the CUDA device code is chosen by gpuTargets).

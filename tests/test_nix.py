@@ -9,6 +9,7 @@ import json
 import re
 import socket
 import subprocess
+import tomllib
 from pathlib import Path
 from typing import Any
 
@@ -153,6 +154,7 @@ p: builtins.mapAttrs (name: env:
     launcher = env.launchers.sglang-serve.text;
     torch = { pname = t.pname; name = t.name;
               pre = t.preConfigure; build = t.preBuild; cudnn = t.USE_CUDNN or null;
+              cusparselt = t.USE_CUSPARSELT or null; nvccFlags = t.TORCH_NVCC_FLAGS or null;
               features = t.requiredSystemFeatures; caps = t.cudaCapabilities; tag = t.sglangMatrix;
               drv = t.drvPath; cuda = t.cudaPackages.cudaMajorMinorVersion;
               cflags = t.env.NIX_CFLAGS_COMPILE; };
@@ -229,7 +231,14 @@ def test_sm90_avx512(facts: dict[str, Any]) -> None:
     assert torch["features"] == ["big-parallel", "gccarch-x86-64-v4"]
     # nixpkgs' own NIX_CFLAGS_COMPILE survives the override.
     assert torch["cflags"] == "-Wno-error"
-    assert torch["cudnn"] is None
+    # [build] torch-cuda-libraries and torch-nvcc-flags reach torch's build environment (bench/closure
+    # measures what they save); where the spec leaves them out, nixpkgs' defaults stand.
+    build = tomllib.loads((ROOT / "matrix.toml").read_text())["build"]
+    libraries = build.get("torch-cuda-libraries", {})
+    assert torch["cudnn"] == (None if libraries.get("cudnn", True) else "0")
+    assert torch["cusparselt"] == (None if libraries.get("cusparselt", True) else "0")
+    flags = build.get("torch-nvcc-flags", [])
+    assert torch["nvccFlags"] == (" ".join(flags) if flags else None)
 
 
 def test_max_jobs_cap_comes_after_torchs_own_line(facts: dict[str, Any]) -> None:
@@ -241,7 +250,9 @@ def test_sm61_has_no_cudnn_and_avx2_no_avx512(facts: dict[str, Any]) -> None:
     torch = facts["sglang-sm61-avx2"]["torch"]
     assert torch["cudnn"] == "0"
     assert "-mavx2" in torch["pre"] and "-mavx512f" not in torch["pre"]
-    assert facts["sglang-sm75-avx2"]["torch"]["cudnn"] is None
+    # sm75 follows [build] torch-cuda-libraries; sm61's own `cudnn = false` holds whatever that says.
+    libraries = tomllib.loads((ROOT / "matrix.toml").read_text())["build"].get("torch-cuda-libraries", {})
+    assert facts["sglang-sm75-avx2"]["torch"]["cudnn"] == (None if libraries.get("cudnn", True) else "0")
 
 
 def test_all_target_has_seven_capabilities(facts: dict[str, Any]) -> None:

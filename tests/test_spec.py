@@ -111,6 +111,31 @@ BAD_SPECS = [
         id="misspelt-wheel-key",
     ),
     pytest.param(
+        'torch-nvcc-flags = ["-Xfatbin", "-compress-all"]',
+        'torch-nvcc-flags = ["-Xfatbin -compress-all"]',
+        r"matrix\.toml: build\.torch-nvcc-flags\[0\] = '-Xfatbin -compress-all': must be one word",
+        id="nvcc-flag-with-space",
+    ),
+    pytest.param(
+        'torch-nvcc-flags = ["-Xfatbin", "-compress-all"]',
+        'torch-nvcc-flags = ["-Xfatbin", "-compress-all\\n"]',
+        r"matrix\.toml: build\.torch-nvcc-flags\[1\] = '-compress-all\\n': must be",
+        id="nvcc-flag-with-newline",
+    ),
+    pytest.param(
+        "torch-cuda-libraries = { cudnn = true, cusparselt = false }",
+        "torch-cuda-libraries = { cudnn = true, cusparselt = false, cublas = false }",
+        r"matrix\.toml: build\.torch-cuda-libraries\.cublas = False: unknown field "
+        r"\(known: cudnn, cusparselt\)",
+        id="unknown-torch-library",
+    ),
+    pytest.param(
+        "torch-cuda-libraries = { cudnn = true, cusparselt = false }",
+        'torch-cuda-libraries = { cudnn = "no", cusparselt = false }',
+        r"matrix\.toml: build\.torch-cuda-libraries\.cudnn = 'no': must be true or false",
+        id="torch-library-not-bool",
+    ),
+    pytest.param(
         "\ncudnn = false",
         "\ncudnnn = false",
         r"matrix\.toml: targets\.sm61\.cudnnn = False: unknown field",
@@ -177,7 +202,10 @@ def test_the_spec_yields_the_seed_matrix_and_the_full_one(root: Path) -> None:
     assert {v.isa for v in variants if v.target == "sm61"} == {"avx", "avx2", "avx512"}
     assert by_name["sglang-sm90-armv9"].cflags == ("-march=armv9-a+sve2+bf16+i8mm",)
     assert by_name["sglang-all-avx2"].capabilities == ("7.5", "8.0", "8.6", "8.9", "9.0", "10.0", "12.0")
-    assert not by_name["sglang-sm61-avx2"].cudnn and by_name["sglang-sm75-avx2"].cudnn
+    # cuDNN: off for Pascal by its target, and for every variant while [build] torch-cuda-libraries says so.
+    libraries = load_spec(root / "matrix.toml").torch_cuda_libraries
+    assert not by_name["sglang-sm61-avx2"].cudnn
+    assert by_name["sglang-sm75-avx2"].cudnn == libraries.get("cudnn", True)
     assert "-mavx512f" in by_name["sglang-sm90-avx512"].cflags
     assert "-mavx512f" not in by_name["sglang-sm90-avx2"].cflags
     # The jit-cache wheel is built for CUDA 12.8 on x86_64 only: other variants go without it.

@@ -50,7 +50,16 @@ TOP_KEYS = (
     "cuda-drivers", "jit-headers", "module-distributions",
 )  # fmt: skip
 NIXPKGS_KEYS = ("rev", "min-nix")
-BUILD_KEYS = ("max-jobs-cap", "default-variant", "prune-device-code")
+BUILD_KEYS = (
+    "max-jobs-cap",
+    "default-variant",
+    "prune-device-code",
+    "torch-nvcc-flags",
+    "torch-cuda-libraries",
+)
+# CUDA libraries torch links that [build] torch-cuda-libraries can switch off, and the environment
+# variable torch's CMake reads for each (pkgs/torch.nix sets it to 0).
+TORCH_CUDA_LIBRARIES = {"cudnn": "USE_CUDNN", "cusparselt": "USE_CUSPARSELT"}
 ISA_KEYS = ("systems", "description", "flags", "cpu-features", "gcc-arch")
 # A -march name as nixpkgs' gccarch-<name> system features spell it ("x86-64-v4", "armv8.2-a").
 GCC_ARCH_RE = re.compile(r"\A[a-z0-9][a-z0-9._-]*\Z")
@@ -288,6 +297,10 @@ class Spec:
     module_distributions: dict[str, str] = field(default_factory=dict)
     # [cuda-drivers]: NVIDIA's driver versions per CUDA release (None when the spec has no such table).
     cuda_drivers: CudaDrivers | None = None
+    # [build] torch-nvcc-flags: extra nvcc flags for torch's CUDA code (TORCH_NVCC_FLAGS).
+    torch_nvcc_flags: tuple[str, ...] = ()
+    # [build] torch-cuda-libraries: library -> whether torch links it (absent: it does, nixpkgs' default).
+    torch_cuda_libraries: dict[str, bool] = field(default_factory=dict)
     # [plan]: the weights `plan` and the CI timeouts use (None only for a Spec built without parse_spec).
     weights: Weights | None = None
 
@@ -490,6 +503,12 @@ def parse_spec(data: dict[str, Any], path: Path, file: str) -> Spec:
         raise r.fail("build.max-jobs-cap", cap, f"must be an integer from 1 to {MAX_JOBS_CAP}")
     default_variant = r.string(build, "default-variant", "build")
     prune_device_code = r.boolean(build, "prune-device-code", "build", False)
+    torch_nvcc_flags = _parse_nvcc_flags(r, build)
+    libraries = r.table(build, "torch-cuda-libraries", "build", required=False)
+    r.only(libraries, "build.torch-cuda-libraries", tuple(TORCH_CUDA_LIBRARIES))
+    torch_cuda_libraries = {
+        name: r.boolean(libraries, name, "build.torch-cuda-libraries", True) for name in libraries
+    }
 
     isas = _parse_isas(r, r.table(data, "isas", ""))
     capabilities = _parse_capabilities(r, r.table(data, "capabilities", ""))
@@ -523,6 +542,8 @@ def parse_spec(data: dict[str, Any], path: Path, file: str) -> Spec:
         raw=data,
         cuda_drivers=_parse_cuda_drivers(r, data, lines),
         module_distributions=_parse_module_distributions(r, data),
+        torch_nvcc_flags=torch_nvcc_flags,
+        torch_cuda_libraries=torch_cuda_libraries,
         weights=weights,
     )
     # Names are checked when variants resolve (they depend on every line at once).
@@ -535,6 +556,16 @@ def parse_spec(data: dict[str, Any], path: Path, file: str) -> Spec:
     if default_variant not in {v.name for v in variants} | {v.long_name for v in variants}:
         raise r.fail("build.default-variant", default_variant, "names no variant of the matrix")
     return spec
+
+
+def _parse_nvcc_flags(r: _Reader, build: dict[str, Any]) -> tuple[str, ...]:
+    """nvcc flags for torch: torch's CMake splits TORCH_NVCC_FLAGS at spaces, so each flag is one word of
+    printable characters (a space or a control character would split or corrupt the command line)."""
+    flags = r.strings(build, "torch-nvcc-flags", "build", required=False)
+    for i, flag in enumerate(flags):
+        if not re.fullmatch(r"[!-~]+", flag):
+            raise r.fail(f"build.torch-nvcc-flags[{i}]", flag, "must be one word of printable ASCII")
+    return flags
 
 
 def _parse_isas(r: _Reader, raw: dict[str, Any]) -> dict[str, Isa]:

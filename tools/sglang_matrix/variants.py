@@ -40,6 +40,11 @@ class Variant:
     pruned: dict[str, tuple[str, ...]]
     # The ISA's -march name: torch and what imports it require the system feature gccarch-<gcc_arch>.
     gcc_arch: str | None = None
+    # Whether torch links cuSPARSELt ([build] torch-cuda-libraries); `cudnn` above likewise, and a
+    # target's `cudnn = false` wins.
+    cusparselt: bool = True
+    # Extra nvcc flags for torch's CUDA code ([build] torch-nvcc-flags: TORCH_NVCC_FLAGS).
+    torch_nvcc_flags: tuple[str, ...] = ()
 
     @property
     def nixpkgs_key(self) -> str:
@@ -62,6 +67,8 @@ class Variant:
             "python": self.python,
             "cuda": self.cuda,
             "cudnn": self.cudnn,
+            "cusparselt": self.cusparselt,
+            "torchNvccFlags": list(self.torch_nvcc_flags),
             "maxJobsCap": self.max_jobs_cap,
             "versions": dict(sorted(self.versions.items())),
             "wheels": dict(sorted(self.wheels.items())),
@@ -152,12 +159,14 @@ def resolve_variants(spec: Spec) -> list[Variant]:
                     cflags=isa.flags,
                     python=c["python"],
                     cuda=c["cuda"],
-                    cudnn=target.cudnn,
+                    cudnn=target.cudnn and spec.torch_cuda_libraries.get("cudnn", True),
                     max_jobs_cap=spec.max_jobs_cap,
                     versions=versions,
                     wheels=wheels,
                     pruned=pruned,
                     gcc_arch=isa.gcc_arch,
+                    cusparselt=spec.torch_cuda_libraries.get("cusparselt", True),
+                    torch_nvcc_flags=spec.torch_nvcc_flags,
                 )
             )
     return variants
