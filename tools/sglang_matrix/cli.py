@@ -11,7 +11,7 @@ from rich.console import Console
 from rich.table import Table
 
 from . import workflow  # noqa: F401  (registers the CI workflow renderer)
-from .context import Context, err_console, one_line_errors, pass_ctx
+from .context import Context, one_line_errors, pass_ctx, progress_bar
 from .errors import UserError
 from .fsutil import SPEC_NAME, cache_dir, deferred_signals, tree_lock, write_atomic
 from .plan import plan
@@ -159,7 +159,6 @@ def lock_cmd(
     ctx: Context, check: bool, upgrade: str | None, line_name: str | None, cache: Path | None, as_json: bool
 ) -> None:
     """Resolve every wheel the spec names through pip, hash it, and write pkgs/sources.json."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
     from . import lockfile
 
@@ -191,14 +190,7 @@ def lock_cmd(
             name, new_spec_text = plan_upgrade(spec_path, upgrade, line_name)
             only = [name]
             spec = load_spec_text(new_spec_text, spec_path)
-        with Progress(
-            TextColumn("[progress.description]{task.description}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            console=err_console,
-            transient=True,
-            disable=as_json or not err_console.is_terminal,
-        ) as progress:
+        with progress_bar(as_json) as progress:
             task = progress.add_task("locking", total=len(lockfile.wanted_wheels(spec)))
 
             def report(filename: str, done: int, total: int) -> None:

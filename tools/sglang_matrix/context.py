@@ -13,6 +13,7 @@ from typing import Any, TypeVar
 
 import click
 from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
 from .errors import UserError
 from .fsutil import SPEC_NAME, find_root
@@ -59,3 +60,15 @@ class Context:
 
 
 pass_ctx = click.make_pass_decorator(Context)
+
+
+def progress_bar(quiet: bool) -> Progress:
+    """The bar long commands show on stderr: off for --json and when stderr is not a terminal."""
+    return Progress(
+        TextColumn("[progress.description]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        console=err_console,
+        transient=True,
+        disable=quiet or not err_console.is_terminal,
+    )

@@ -9,11 +9,11 @@ from pathlib import Path
 
 import click
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+from rich.progress import Progress
 from rich.table import Table
 from rich.text import Text
 
-from ..context import err_console
+from ..context import progress_bar
 from ..errors import UserError
 from ..lockfile import Wanted, fetch_index_wheel, fetch_url_wheel
 from ..spec import Line, Spec
@@ -241,14 +241,7 @@ def run(
     if env_dir is None:
         env_dir = rehearsed_environment(spec, variants)
     env = read_environment(env_dir) if env_dir is not None else None
-    progress = Progress(
-        TextColumn("[progress.description]{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        console=err_console,
-        transient=True,
-        disable=as_json or not err_console.is_terminal,
-    )
+    progress = progress_bar(as_json)
     with progress:
         results, walked = audit_imports(spec, variants, env, cache, progress)
     if as_json:
