@@ -7,6 +7,7 @@ import struct
 import subprocess
 import zipfile
 from pathlib import Path
+from typing import BinaryIO
 
 import pytest
 
@@ -15,8 +16,30 @@ EM_CUDA = 190
 SHT_PROGBITS, SHT_STRTAB, SHT_DYNAMIC, SHT_NOTE = 1, 3, 6, 7
 DT_NULL, DT_NEEDED, DT_SONAME, DT_RPATH, DT_RUNPATH = 0, 1, 14, 15, 29
 
-Section = tuple[str, int, bytes, str | None, int]
+Chunk = bytes | int
+"""Bytes, or an int: that many zero bytes (written in pieces, never held whole in memory)."""
+
+Section = tuple[str, int, bytes | tuple[Chunk, ...], str | None, int]
 """(name, sh_type, data, name of the sh_link section or None, sh_entsize)."""
+
+ZERO_BLOCK = bytes(1 << 20)
+
+
+def chunks_size(chunks: bytes | tuple[Chunk, ...] | list[Chunk]) -> int:
+    if isinstance(chunks, bytes):
+        return len(chunks)
+    return sum(c if isinstance(c, int) else len(c) for c in chunks)
+
+
+def write_chunks(out: BinaryIO, chunks: list[Chunk]) -> None:
+    for chunk in chunks:
+        if isinstance(chunk, bytes):
+            out.write(chunk)
+            continue
+        left = chunk
+        while left:
+            out.write(ZERO_BLOCK[: min(left, len(ZERO_BLOCK))])
+            left -= min(left, len(ZERO_BLOCK))
 
 
 def build_elf(
@@ -30,6 +53,23 @@ def build_elf(
     elf_class: int = 64,
 ) -> bytes:
     """A little-endian ELF with the given sections (plus the null section and .shstrtab)."""
+    parts = build_elf_chunks(
+        machine, sections, e_flags=e_flags, osabi=osabi, abi=abi, e_type=e_type, elf_class=elf_class
+    )
+    return b"".join(c if isinstance(c, bytes) else bytes(c) for c in parts)
+
+
+def build_elf_chunks(
+    machine: int,
+    sections: list[Section],
+    *,
+    e_flags: int = 0,
+    osabi: int = 0,
+    abi: int = 0,
+    e_type: int = 3,
+    elf_class: int = 64,
+) -> list[Chunk]:
+    """`build_elf` as chunks: a section's data may hold zero runs (ints) of any size."""
     names = [s[0] for s in sections] + [".shstrtab"]
     shstrtab = b"\x00"
     name_off = {}
@@ -39,27 +79,28 @@ def build_elf(
     all_sections = [*sections, (".shstrtab", SHT_STRTAB, shstrtab, None, 0)]
     index = {s[0]: i + 1 for i, s in enumerate(all_sections)}
     ehsize, shentsize = (64, 64) if elf_class == 64 else (52, 40)
-    body = bytearray()
+    body: list[Chunk] = []
+    at = ehsize
     placed = []
     for _name, _type, data, _link, _ent in all_sections:
-        while (ehsize + len(body)) % 8:
-            body.append(0)
-        placed.append(ehsize + len(body))
-        body += data
-    while (ehsize + len(body)) % 8:
-        body.append(0)
-    shoff = ehsize + len(body)
+        if at % 8:
+            body.append(bytes(-at % 8))
+            at += -at % 8
+        placed.append(at)
+        body.extend([data] if isinstance(data, bytes) else data)
+        at += chunks_size(data)
+    if at % 8:
+        body.append(bytes(-at % 8))
+        at += -at % 8
+    shoff = at
     table = bytearray(shentsize)  # the null section
     for (name, stype, data, link, ent), off in zip(all_sections, placed, strict=True):
         link_index = index[link] if link else 0
+        size = chunks_size(data)
         if elf_class == 64:
-            table += struct.pack(
-                "<IIQQQQIIQQ", name_off[name], stype, 0, 0, off, len(data), link_index, 0, 1, ent
-            )
+            table += struct.pack("<IIQQQQIIQQ", name_off[name], stype, 0, 0, off, size, link_index, 0, 1, ent)
         else:
-            table += struct.pack(
-                "<IIIIIIIIII", name_off[name], stype, 0, 0, off, len(data), link_index, 0, 1, ent
-            )
+            table += struct.pack("<IIIIIIIIII", name_off[name], stype, 0, 0, off, size, link_index, 0, 1, ent)
     ident = b"\x7fELF" + bytes([2 if elf_class == 64 else 1, 1, 1, osabi, abi]) + bytes(7)
     shnum, shstrndx = len(all_sections) + 1, len(all_sections)
     if elf_class == 64:
@@ -70,7 +111,7 @@ def build_elf(
         rest = struct.pack(
             "<HHIIIIIHHHHHH", e_type, machine, 1, 0, 0, shoff, e_flags, 52, 0, 0, 40, shnum, shstrndx
         )
-    return ident + rest + bytes(body) + bytes(table)
+    return [ident + rest, *body, bytes(table)]
 
 
 def host_elf(
@@ -82,6 +123,19 @@ def host_elf(
     fatbin: bytes | None = None,
 ) -> bytes:
     """An x86_64 shared object with a dynamic section and optionally a .nv_fatbin section."""
+    parts = host_elf_chunks(needed, soname=soname, rpath=rpath, runpath=runpath, fatbin=fatbin)
+    return b"".join(c if isinstance(c, bytes) else bytes(c) for c in parts)
+
+
+def host_elf_chunks(
+    needed: list[str],
+    *,
+    soname: str | None = None,
+    rpath: str | None = None,
+    runpath: str | None = None,
+    fatbin: bytes | tuple[Chunk, ...] | None = None,
+) -> list[Chunk]:
+    """`host_elf` as chunks: the fatbin section may hold zero runs (ints) of any size."""
     dynstr = b"\x00"
     entries = []
 
@@ -106,7 +160,7 @@ def host_elf(
     ]
     if fatbin is not None:
         sections.append((".nv_fatbin", SHT_PROGBITS, fatbin, None, 0))
-    return build_elf(EM_X86_64, sections)
+    return build_elf_chunks(EM_X86_64, sections)
 
 
 def tkinfo_note(arch: str) -> bytes:
@@ -139,6 +193,22 @@ def fatbin_entry(
     uncompressed: int = 0,
 ) -> bytes:
     """One fatbin entry: header (kind, header size, payload size, sm, flags, sizes) + payload."""
+    head = fatbin_entry_header(
+        kind, sm, flags=flags, payload=payload, header_size=header_size, uncompressed=uncompressed
+    )
+    return head + b"\xab" * payload
+
+
+def fatbin_entry_header(
+    kind: int,
+    sm: int,
+    *,
+    flags: int = 0x11,
+    payload: int = 64,
+    header_size: int = 64,
+    uncompressed: int = 0,
+) -> bytes:
+    """The header of a fatbin entry whose payload (`payload` bytes) follows it."""
     compressed = payload - 3 if flags & 0xA000 else 0
     head = struct.pack(
         "<HHIQIIHHIIIQQQ",
@@ -157,7 +227,7 @@ def fatbin_entry(
         0,
         uncompressed,
     )
-    return head + bytes(header_size - len(head)) + b"\xab" * payload
+    return head + bytes(header_size - len(head))
 
 
 def fatbin_container(*entries: bytes) -> bytes:
@@ -171,6 +241,28 @@ def write_wheel(path: Path, members: dict[str, bytes], *, stored: bool = False) 
         for name, data in members.items():
             z.writestr(zipfile.ZipInfo(name), data, compress_type=mode)
     return path
+
+
+def demo_wheel(tmp_path: Path, **kw: object) -> Path:
+    """A wheel with host objects (fatbin, CPython 3.10 tag), cubins and two unsafe member names."""
+    fb = fatbin_container(
+        fatbin_entry(2, 80, payload=1000),
+        fatbin_entry(2, 90, flags=0x100011, payload=2000),
+        fatbin_entry(1, 80, flags=0x2011, payload=300, header_size=80, uncompressed=900),
+    )
+    return write_wheel(
+        tmp_path / "demo-1.0-cp310-abi3-manylinux2014_x86_64.whl",
+        {
+            "demo/__init__.py": b"",
+            "demo/_ops.abi3.so": host_elf(["libcudart.so.12", "libc10.so"], fatbin=fb),
+            "demo/_old.cpython-310-x86_64-linux-gnu.so": host_elf(["libnuma.so.1", "libc10.so"]),
+            "demo/cubins/k1.cubin": cubin(8, 0x6006402, tkinfo="sm_100f"),
+            "demo/cubins/k2.cubin": cubin(8, 0x1000670C),
+            "../evil.so": host_elf([]),
+            "/abs/evil.so": host_elf([]),
+        },
+        **kw,  # type: ignore[arg-type]
+    )
 
 
 def gcc(args: list[str], cwd: Path) -> None:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import click
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+from rich.progress import Progress
 from rich.table import Table
 from rich.text import Text
 
@@ -22,9 +22,10 @@ from .audit.report import (
     match_wheel,
     skipped_report,
 )
-from .cli import Context, err_console, one_line_errors, pass_ctx
+from .context import Context, one_line_errors, pass_ctx, progress_bar
 from .errors import UserError
 from .fsutil import cache_dir
+from .imports.command import run as run_imports
 from .lockfile import LockError, Wanted, fetch_index_wheel, fetch_url_wheel
 from .spec import Spec
 from .variants import Variant, find_variant
@@ -58,10 +59,31 @@ REQ_STYLE = {
     type=click.Path(file_okay=False, path_type=Path),
     help="Where wheels are found and downloaded to (default: ~/.cache/sglang-matrix/wheels).",
 )
+@click.option(
+    "--imports",
+    is_flag=True,
+    help="Instead: walk sglang's module-level imports (ast) from its entry modules and check each against "
+    "the variant's distributions (default variant unless --variant or --all).",
+)
+@click.option("--all", "every", is_flag=True, help="With --imports: every variant of the matrix.")
+@click.option(
+    "--env",
+    "env_dir",
+    type=click.Path(path_type=Path),
+    help="With --imports: a venv or site-packages whose installed distributions (e.g. the rehearsal's) "
+    "say which modules each distribution provides and what it depends on.",
+)
 @pass_ctx
 @one_line_errors
 def audit(
-    ctx: Context, wheels: tuple[Path, ...], variant_name: str | None, as_json: bool, cache: Path | None
+    ctx: Context,
+    wheels: tuple[Path, ...],
+    variant_name: str | None,
+    as_json: bool,
+    cache: Path | None,
+    imports: bool,
+    every: bool,
+    env_dir: Path | None,
 ) -> None:
     """Check prebuilt wheels against matrix.toml: shared libraries, GPU code per SM, Requires-Dist.
 
@@ -70,9 +92,20 @@ def audit(
     wheel the variant fetches is taken from --cache, or downloaded into it; a wheel that is not on the
     package index and cannot be downloaded is reported as skipped.
 
+    With --imports, nothing above: the sglang wheel's modules are parsed (never imported) and every
+    import that runs when `import sglang` or a module of the line's `server-modules` is imported is
+    checked against the modules the variant's closure provides; a miss is reported with its chain of
+    file:line hops.
+
     Exit status: 0 when there is no hard finding, 1 when there is one (a file that cannot be read is
     one), 2 for bad input.
     """
+    if imports or every or env_dir is not None:
+        if not imports:
+            raise click.UsageError("--all and --env go with --imports")
+        if wheels or (every and variant_name):
+            raise click.UsageError("--imports takes --variant VARIANT or --all, and no WHEEL files")
+        sys.exit(run_imports(ctx.spec, variant_name, every, env_dir, cache or cache_dir("wheels"), as_json))
     if not wheels and not variant_name:
         raise click.UsageError("give WHEEL files, --variant VARIANT, or both")
     spec = ctx.spec
@@ -82,14 +115,7 @@ def audit(
         if variant is None:
             raise UserError(f"no variant named {variant_name!r} (see `sglang-matrix list`)")
     cache = cache or cache_dir("wheels")
-    progress = Progress(
-        TextColumn("[progress.description]{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        console=err_console,
-        transient=True,
-        disable=as_json or not err_console.is_terminal,
-    )
+    progress = progress_bar(as_json)
     with progress:
         if wheels:
             result = _audit_files(spec, wheels, variant, progress)
@@ -105,7 +131,9 @@ def audit(
 
 def _variant_env(spec: Spec, variant: Variant) -> AuditEnv:
     line = spec.lines[variant.line]
-    return AuditEnv(line, variant.system, variant.python, variant.capabilities, variant.name)
+    return AuditEnv(
+        line, variant.system, variant.python, variant.capabilities, variant.name, pruned=variant.pruned
+    )
 
 
 def _audit_files(
@@ -116,13 +144,14 @@ def _audit_files(
     reports = []
     for path in paths:
         progress.update(task, description=f"auditing {path.name}")
-        match = match_wheel(spec, path.name, env.line if env else None)
+        if env is not None:
+            match = match_wheel(spec, path.name, env.line, python=env.python, system=env.system)
+        else:
+            match = match_wheel(spec, path.name)
         if env is not None:
             wheel_env = env
         elif match is not None:
-            wheel_env = AuditEnv(
-                match.line, match.system, match.line.python, line_capabilities(spec, match.line)
-            )
+            wheel_env = AuditEnv(match.line, match.system, match.python, line_capabilities(spec, match.line))
         else:
             line = spec.lines[sorted(spec.lines)[0]]
             wheel_env = AuditEnv(line, line.systems[0], line.python, line_capabilities(spec, line))
@@ -255,6 +284,8 @@ def _print_wheel(out: Console, report: WheelReport, show_env: bool) -> None:
         )
         for row in gpu.objects:
             name = row.path if row.source == "fatbin" else f"{row.path} ({row.count} cubins)"
+            if row.pruned_bytes:
+                name += " (pruned)" if row.pruned_bytes == row.total_bytes else " (partly pruned)"
             code = ", ".join(f"{t} {_size(n)}" for t, n in row.targets.items())
             table.add_row(name, code, _size(row.runnable_bytes), _size(row.dead_bytes))
         out.print(table)
@@ -262,8 +293,10 @@ def _print_wheel(out: Console, report: WheelReport, show_env: bool) -> None:
             f"{c.capability}: {_size(c.runnable_bytes)}" + (" (acknowledged gap)" if c.acknowledged else "")
             for c in gpu.capabilities
         )
+        pruned = f", pruned {_size(gpu.pruned_bytes)}" if gpu.pruned_bytes else ""
         out.print(
-            f"  runnable {_size(gpu.runnable_bytes)}, dead {_size(gpu.dead_bytes)}; per capability: {caps}"
+            f"  runnable {_size(gpu.runnable_bytes)}, dead {_size(gpu.dead_bytes)}{pruned}; "
+            f"per capability: {caps}"
         )
     reqs = report.requires
     if reqs is not None and (reqs.requirements or reqs.extra):

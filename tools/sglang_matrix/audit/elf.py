@@ -1,8 +1,10 @@
 """Facts about one host ELF object (a shared library, an extension module) read with pyelftools.
 
-`parse_elf(data, name)` returns an `ElfInfo`: SONAME, DT_NEEDED, DT_RPATH, DT_RUNPATH, machine,
-class, type, the CPython tag from the file name, and the fatbin sections (`.nv_fatbin`, and
-`__nv_relfatbin` in relocatable objects) as zero-copy views into `data`.
+`parse_elf(data, name)` returns an `ElfInfo`: SONAME, DT_NEEDED (in order), DT_RPATH, DT_RUNPATH,
+machine, class, type, size, the CPython tag from the file name, and where the fatbin sections are
+(`.nv_fatbin`, and `__nv_relfatbin` in relocatable objects): their offset and size, not their bytes.
+`data` is bytes or a `Blob`; pyelftools reads the headers, the dynamic section and its string table
+through a seekable stream, so the object itself is never held in memory.
 
 An object without a dynamic section (a static object, `gcc -c` output) gives `needed == ()` and
 `has_dynamic is False`. Bytes that are not ELF, or a truncated or corrupt ELF, raise `AuditError`
@@ -11,9 +13,8 @@ An object without a dynamic section (a static object, `gcc -c` output) gives `ne
 
 from __future__ import annotations
 
-import io
 import re
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import PurePosixPath
 
 from elftools.elf.dynamic import DynamicSection
@@ -21,6 +22,7 @@ from elftools.elf.elffile import ELFFile
 from elftools.elf.sections import Section
 
 from sglang_matrix.audit import AuditError
+from sglang_matrix.audit.blob import Blob, BytesBlob
 
 ELF_MAGIC = b"\x7fELF"
 EM_CUDA = 190
@@ -30,9 +32,10 @@ _CPYTHON_RE = re.compile(r"\.cpython-(?P<major>\d)(?P<minor>\d+)(?P<t>t?)(?:-(?P
 _ABI3_RE = re.compile(r"\.abi3\.so$")
 
 
-def is_elf(data: bytes | memoryview) -> bool:
+def is_elf(data: bytes | memoryview | Blob) -> bool:
     """Whether the bytes start with the ELF magic."""
-    return bytes(data[:4]) == ELF_MAGIC
+    head = data.read_at(0, 4) if isinstance(data, Blob) else bytes(data[:4])
+    return head == ELF_MAGIC
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,9 +72,10 @@ def cpython_tag(filename: str) -> CPythonTag | None:
 
 @dataclass(frozen=True, slots=True)
 class FatbinSection:
-    """A fatbin section inside a host object.
+    """Where a fatbin section lies inside a host object (`fatbin.iter_fatbin` reads it from there).
 
-    `data` is a view into the object's bytes (None once detached: reports keep no member bytes).
+    `data` is a zero-copy view of the section when the object was parsed from bytes in memory, and
+    None when it was parsed from a file (a `FileBlob`).
     """
 
     name: str
@@ -95,6 +99,8 @@ class ElfInfo:
     has_dynamic: bool
     cpython: CPythonTag | None
     fatbins: tuple[FatbinSection, ...] = ()
+    size: int = 0
+    """The object's size in bytes (the member's unpacked size)."""
 
     @property
     def is_cpython_extension(self) -> bool:
@@ -109,28 +115,23 @@ class ElfInfo:
     def fatbin_size(self) -> int:
         return sum(s.size for s in self.fatbins)
 
-    def detached(self) -> ElfInfo:
-        """A copy holding no view into the object's bytes (so they can be freed)."""
-        return replace(self, fatbins=tuple(replace(s, data=None) for s in self.fatbins))
 
-
-def parse_elf(data: bytes | memoryview, name: str = "<elf>") -> ElfInfo:
-    """Parse an ELF object held in memory. Raises `AuditError` for non-ELF or corrupt bytes."""
-    if not is_elf(data):
+def parse_elf(data: bytes | memoryview | Blob, name: str = "<elf>") -> ElfInfo:
+    """Parse an ELF object (bytes, or a `Blob`). Raises `AuditError` for non-ELF or corrupt bytes."""
+    blob = data if isinstance(data, Blob) else BytesBlob(data)
+    if not is_elf(blob):
         raise AuditError(name, "not an ELF file (bad magic)")
-    raw = data if isinstance(data, bytes) else bytes(data)
     try:
-        return _parse(raw, name)
+        return _parse(blob, name)
     except AuditError:
         raise
     except Exception as e:  # pyelftools raises many types (ELFError, struct/construct errors, ...)
         raise AuditError(name, f"corrupt or truncated ELF: {type(e).__name__}: {e}") from e
 
 
-def _parse(raw: bytes, name: str) -> ElfInfo:
-    size = len(raw)
-    view = memoryview(raw)
-    elf = ELFFile(io.BytesIO(raw))  # BytesIO shares a bytes object's buffer: no copy
+def _parse(blob: Blob, name: str) -> ElfInfo:
+    size = blob.size
+    elf = ELFFile(blob.stream())
     header = elf.header
     shoff, shnum, shentsize = header["e_shoff"], header["e_shnum"], header["e_shentsize"]
     if shnum and (shoff + shnum * shentsize > size):
@@ -162,7 +163,8 @@ def _parse(raw: bytes, name: str) -> ElfInfo:
                     runpath = tag.runpath
         elif section.name in FATBIN_SECTIONS and stype != "SHT_NOBITS":
             offset, length = _check_bounds(section, size, name)
-            fatbins.append(FatbinSection(section.name, offset, length, view[offset : offset + length]))
+            view = blob.view[offset : offset + length] if isinstance(blob, BytesBlob) else None
+            fatbins.append(FatbinSection(section.name, offset, length, view))
 
     return ElfInfo(
         name=name,
@@ -176,6 +178,7 @@ def _parse(raw: bytes, name: str) -> ElfInfo:
         has_dynamic=has_dynamic,
         cpython=cpython_tag(name),
         fatbins=tuple(fatbins),
+        size=size,
     )
 
 

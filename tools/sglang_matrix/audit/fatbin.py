@@ -24,20 +24,21 @@ Entry header, 64 bytes or more (80 for PTX, 96 for CUDA ABI-8 cubins, as seen in
  48  u64 (zero)
  56  u64 uncompressed payload size (0 when not compressed)
 
-Payloads are never decompressed: sizes come from the headers. Anything inconsistent (bad magic,
-a header size below the minimum, an entry or container running past its end) raises `AuditError`
-naming the byte offset inside the section.
+Payloads are never decompressed, nor read: sizes come from the headers, which are read one at a
+time through a `Blob` (so a section of any size is parsed in bounded memory). Anything inconsistent
+(bad magic, a header size below the minimum, an entry or container running past its end) raises
+`AuditError` naming the byte offset inside the section.
 """
 
 from __future__ import annotations
 
-import re
 import struct
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Literal
 
 from sglang_matrix.audit import AuditError
+from sglang_matrix.audit.blob import Blob, BytesBlob
 
 FATBIN_MAGIC = 0xBA55ED50
 CONTAINER_HEADER_SIZE = 16
@@ -52,7 +53,6 @@ FLAG_ARCH_A = 0x100000
 FLAG_ARCH_F = 0x200000
 
 _CONTAINER = struct.Struct("<IHHQ")
-_NONZERO = re.compile(rb"[^\x00]")
 _ENTRY = struct.Struct("<HHIQIIHHIIIQQQ")
 
 Kind = Literal["cubin", "ptx", "other"]
@@ -80,24 +80,30 @@ class FatbinEntry:
         return f"{'compute' if self.kind == 'ptx' else 'sm'}_{self.sm}{self.suffix}"
 
 
-def parse_fatbin(data: bytes | memoryview, name: str = "<fatbin>") -> list[FatbinEntry]:
+def parse_fatbin(data: bytes | memoryview | Blob, name: str = "<fatbin>") -> list[FatbinEntry]:
     """Every entry of every container in `data` (a fatbin section's contents)."""
     return list(iter_fatbin(data, name))
 
 
-def iter_fatbin(data: bytes | memoryview, name: str = "<fatbin>") -> Iterator[FatbinEntry]:
-    view = memoryview(data).cast("B")
-    end = len(view)
+def iter_fatbin(
+    data: bytes | memoryview | Blob, name: str = "<fatbin>", offset: int = 0, size: int | None = None
+) -> Iterator[FatbinEntry]:
+    """The entries of the section at [offset, offset + size) of `data` (all of it by default).
+
+    Entry offsets are relative to the section's start.
+    """
+    blob = data if isinstance(data, Blob) else BytesBlob(data)
+    end = blob.size - offset if size is None else size
     pos = 0
     while pos < end:
-        if view[pos] == 0:  # padding between or after containers
-            nonzero = _NONZERO.search(view, pos)
+        if blob.read_at(offset + pos, 1) == b"\x00":  # padding between or after containers
+            nonzero = blob.find_nonzero(offset + pos, offset + end)
             if nonzero is None:
                 return
-            pos = nonzero.start()
+            pos = nonzero - offset
         if end - pos < CONTAINER_HEADER_SIZE:
             raise AuditError(name, f"fatbin: truncated container header at offset {pos:#x}")
-        magic, _version, hsize, body = _CONTAINER.unpack_from(view, pos)
+        magic, _version, hsize, body = _CONTAINER.unpack(blob.read_at(offset + pos, CONTAINER_HEADER_SIZE))
         if magic != FATBIN_MAGIC:
             raise AuditError(name, f"fatbin: bad magic {magic:#010x} at offset {pos:#x}")
         if hsize < CONTAINER_HEADER_SIZE:
@@ -107,16 +113,16 @@ def iter_fatbin(data: bytes | memoryview, name: str = "<fatbin>") -> Iterator[Fa
             raise AuditError(
                 name, f"fatbin: container at offset {pos:#x} runs to {stop:#x}, past the end ({end:#x})"
             )
-        yield from _entries(view, pos + hsize, stop, name)
+        yield from _entries(blob, offset, pos + hsize, stop, name)
         pos = stop
 
 
-def _entries(view: memoryview, pos: int, stop: int, name: str) -> Iterator[FatbinEntry]:
+def _entries(blob: Blob, base: int, pos: int, stop: int, name: str) -> Iterator[FatbinEntry]:
     while pos < stop:
         if stop - pos < ENTRY_MIN_HEADER_SIZE:
             raise AuditError(name, f"fatbin: truncated entry header at offset {pos:#x}")
         (kind_code, _u1, hsize, size, _csize, _opt, _vmin, _vmaj, sm, _no, _nl, flags, _z, usize) = (
-            _ENTRY.unpack_from(view, pos)
+            _ENTRY.unpack(blob.read_at(base + pos, ENTRY_MIN_HEADER_SIZE))
         )
         if hsize < ENTRY_MIN_HEADER_SIZE:
             raise AuditError(name, f"fatbin: entry header size {hsize} < 64 at offset {pos:#x}")

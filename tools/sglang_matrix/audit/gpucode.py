@@ -76,6 +76,12 @@ class ObjectCode:
     def bytes_by_target(self) -> dict[TargetKey, int]:
         return _sum_by_key(self.entries)
 
+    def uncompressed_by_target(self) -> dict[TargetKey, int]:
+        return _sum_by_key(self.entries, uncompressed=True)
+
+    def entry_counts(self) -> dict[TargetKey, int]:
+        return dict(sorted(Counter(e.key for e in self.entries).items()))
+
 
 @dataclass(frozen=True, slots=True)
 class Classification:
@@ -107,6 +113,10 @@ class GpuCodeReport:
 
     def bytes_by_target(self) -> dict[TargetKey, int]:
         return _sum_by_key(e for o in self.objects for e in o.entries)
+
+    def uncompressed_by_target(self) -> dict[TargetKey, int]:
+        """Bytes per target after decompression (entries whose header lacks the size count as stored)."""
+        return _sum_by_key((e for o in self.objects for e in o.entries), uncompressed=True)
 
     def entry_counts(self) -> dict[TargetKey, int]:
         """Number of entries (fatbin entries and cubin files) per target."""
@@ -199,32 +209,31 @@ def audit_gpu_code(path: str | Path) -> GpuCodeReport:
 
 
 def _audit_member(member: Member, gpu: GpuCodeReport, libs: SharedLibReport) -> None:
-    """Reads at most this one member's bytes; they are freed when this returns."""
+    """Reads this one member's headers, dynamic section and fatbin headers; never all of its bytes."""
     head = member.head
     if not is_elf(head):
         return
-    data = member.read()
-    if is_cubin(head):
-        info = parse_cubin(data, member.label)
-        entry = CodeEntry("cubin", info.sm, info.suffix, info.size, info.size)
-        gpu.objects.append(ObjectCode(member.name, "cubin", [entry]))
-        return
-    obj = host_object(data, member.name, member.label)
-    if obj is None:
-        return
-    libs.objects.append(obj.detached())
-    entries = [
-        CodeEntry(e.kind, e.sm, e.suffix, e.stored_size, e.uncompressed_size, e.compression)
-        for section in obj.fatbins
-        if section.data is not None
-        for e in iter_fatbin(section.data, f"{member.label}:{section.name}")
-    ]
+    with member.open_blob() as blob:
+        if is_cubin(head):
+            info = parse_cubin(blob, member.label)
+            entry = CodeEntry("cubin", info.sm, info.suffix, info.size, info.size)
+            gpu.objects.append(ObjectCode(member.name, "cubin", [entry]))
+            return
+        obj = host_object(blob, member.name, member.label)
+        if obj is None:
+            return
+        libs.objects.append(obj)
+        entries = [
+            CodeEntry(e.kind, e.sm, e.suffix, e.stored_size, e.uncompressed_size, e.compression)
+            for section in obj.fatbins
+            for e in iter_fatbin(blob, f"{member.label}:{section.name}", section.offset, section.size)
+        ]
     if entries:
         gpu.objects.append(ObjectCode(member.name, "fatbin", entries))
 
 
-def _sum_by_key(entries: Iterable[CodeEntry]) -> dict[TargetKey, int]:
+def _sum_by_key(entries: Iterable[CodeEntry], uncompressed: bool = False) -> dict[TargetKey, int]:
     out: Counter[TargetKey] = Counter()
     for e in entries:
-        out[e.key] += e.stored_size
+        out[e.key] += (e.uncompressed_size or e.stored_size) if uncompressed else e.stored_size
     return dict(sorted(out.items()))

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from sglang_matrix.audit import AuditError
+from sglang_matrix.audit.blob import Blob
 from sglang_matrix.audit.cubin import is_cubin
 from sglang_matrix.audit.elf import ElfInfo, is_elf, parse_elf
 from sglang_matrix.audit.wheelzip import WheelReader
@@ -89,7 +90,7 @@ def cannot_load_reason(
 
 @dataclass(slots=True)
 class SharedLibReport:
-    """Host ELF objects of one wheel (their `fatbins` detached from the member bytes)."""
+    """Host ELF objects of one wheel."""
 
     wheel: str
     objects: list[ElfInfo] = field(default_factory=list)
@@ -119,8 +120,8 @@ class SharedLibReport:
         return out
 
 
-def host_object(data: bytes, member: str, label: str) -> ElfInfo | None:
-    """The detached `ElfInfo` of a host ELF member (None for a cubin); errors name `label`."""
+def host_object(data: bytes | Blob, member: str, label: str) -> ElfInfo | None:
+    """The `ElfInfo` of a host ELF member (None for a cubin); errors name `label`."""
     try:
         info = parse_elf(data, member)
     except AuditError as e:
@@ -137,11 +138,12 @@ def audit_shared_libs(path: str | Path) -> SharedLibReport:
                 head = member.head
                 if not is_elf(head) or is_cubin(head):
                     continue
-                info = host_object(member.read(), member.name, member.label)
+                with member.open_blob() as blob:
+                    info = host_object(blob, member.name, member.label)
             except AuditError as e:
                 report.problems.append(e)
                 continue
             if info is not None:
-                report.objects.append(info.detached())
+                report.objects.append(info)
         report.problems[:0] = wheel.problems
     return report
