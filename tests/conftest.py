@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -77,3 +79,37 @@ def nix_bin() -> Iterator[Path]:
 
 def nix_env(nix_bin: Path) -> dict[str, str]:
     return {**os.environ, "PATH": f"{nix_bin}{os.pathsep}{os.environ['PATH']}"}
+
+
+# What a path-flake copy of the project needs to evaluate its packages (runtime-scripts reads tools/ and
+# pyproject.toml; nixosModules reads nix/).
+FLAKE_PARTS = ("matrix.toml", "README.md", "pyproject.toml", "flake.nix", "flake.lock", "lib", "pkgs", "nix")
+
+
+def eval_packages_of_copy(nix_bin: Path, dest: Path, apply: str) -> Any:
+    """`nix eval --json path:COPY#packages --apply APPLY` against the nixpkgs test double, on a scratch
+    copy of the project: a path flake, so files not committed yet count (a git flake sees only those)."""
+    dest.mkdir(parents=True)
+    for part in FLAKE_PARTS:
+        src = ROOT / part
+        if src.is_dir():
+            shutil.copytree(src, dest / part)
+        elif src.is_file():
+            shutil.copy2(src, dest / part)
+    shutil.copytree(
+        ROOT / "tools", dest / "tools", ignore=shutil.ignore_patterns("__pycache__", "*.egg-info")
+    )
+    double = ROOT / "tests" / "nixpkgs-double"
+    proc = subprocess.run(
+        [
+            *["nix", "eval", "--json", "--override-input", "nixpkgs", f"path:{double}"],
+            *[f"path:{dest}#packages", "--apply", apply],
+        ],
+        env=nix_env(nix_bin),
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if proc.returncode != 0:
+        pytest.fail(f"nix eval failed:\n{proc.stderr[-3000:]}")
+    return json.loads(proc.stdout)

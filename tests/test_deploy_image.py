@@ -11,14 +11,12 @@ splits this closure, and that the NVIDIA container toolkit's mounts are found in
 
 from __future__ import annotations
 
-import json
-import shutil
 import subprocess
 from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import ROOT, nix_env
+from conftest import ROOT, eval_packages_of_copy, nix_env
 from sglang_matrix import k8s
 from sglang_matrix.spec import load_spec
 from sglang_matrix.variants import resolve_variants
@@ -44,39 +42,7 @@ ps: builtins.mapAttrs (system: p:
 def images(nix_bin: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict[str, Any]]:
     """{system: {name: facts}} for every `*-image` package: one `nix eval` over a scratch copy (a path flake,
     so files not yet committed count)."""
-    project = tmp_path_factory.mktemp("deploy-image") / "project"
-    project.mkdir()
-    for part in (
-        "matrix.toml",
-        "README.md",
-        "pyproject.toml",
-        "flake.nix",
-        "flake.lock",
-        "lib",
-        "pkgs",
-        "nix",
-    ):
-        src = ROOT / part
-        if src.is_dir():
-            shutil.copytree(src, project / part)
-        elif src.is_file():
-            shutil.copy2(src, project / part)
-    shutil.copytree(
-        ROOT / "tools", project / "tools", ignore=shutil.ignore_patterns("__pycache__", "*.egg-info")
-    )
-    proc = subprocess.run(
-        [
-            *["nix", "eval", "--json", "--override-input", "nixpkgs", f"path:{DOUBLE}"],
-            *[f"path:{project}#packages", "--apply", IMAGES],
-        ],
-        env=nix_env(nix_bin),
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    if proc.returncode != 0:
-        pytest.fail(f"nix eval failed:\n{proc.stderr[-3000:]}")
-    return json.loads(proc.stdout)
+    return eval_packages_of_copy(nix_bin, tmp_path_factory.mktemp("deploy-image") / "project", IMAGES)
 
 
 def test_every_variant_has_an_image_under_both_names(images) -> None:

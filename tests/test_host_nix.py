@@ -7,13 +7,11 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
-import subprocess
 from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import ROOT, nix_env
+from conftest import ROOT, eval_packages_of_copy
 from host_fixtures import LAUNCHER, PLACEHOLDER_RE
 from sglang_matrix.host.record import matrix_from_spec
 from sglang_matrix.spec import load_spec
@@ -36,30 +34,7 @@ ps: builtins.mapAttrs (_: env: {
 
 @pytest.fixture(scope="module")
 def evaluated(nix_bin: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
-    project = tmp_path_factory.mktemp("host-nix") / "project"
-    project.mkdir()
-    for part in ("matrix.toml", "README.md", "pyproject.toml", "flake.nix", "flake.lock", "lib", "pkgs"):
-        src = ROOT / part
-        if src.is_dir():
-            shutil.copytree(src, project / part)
-        else:
-            shutil.copy2(src, project / part)
-    shutil.copytree(
-        ROOT / "tools", project / "tools", ignore=shutil.ignore_patterns("__pycache__", "*.egg-info")
-    )
-    proc = subprocess.run(
-        [
-            *["nix", "eval", "--json", "--override-input", "nixpkgs", f"path:{DOUBLE}"],
-            *[f"path:{project}#packages", "--apply", FACTS],
-        ],
-        env=nix_env(nix_bin),
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    if proc.returncode != 0:
-        pytest.fail(f"nix eval failed:\n{proc.stderr[-3000:]}")
-    return json.loads(proc.stdout)
+    return eval_packages_of_copy(nix_bin, tmp_path_factory.mktemp("host-nix") / "project", FACTS)
 
 
 def template_regex() -> re.Pattern[str]:
