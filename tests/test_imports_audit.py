@@ -91,7 +91,10 @@ def edit(project: Path, change: Callable[[str], str]) -> None:
 
 
 def audit_json(cli: Cli, project: Path, *args: str | Path) -> tuple[int, dict[str, Any]]:
-    proc = cli("--root", str(project), "audit", "--imports", "--json", *(str(a) for a in args))
+    # A cache of its own: without --env the audit takes a rehearsal's environment from the cache when one
+    # exists for the closure, and the user's cache must not decide what these tests see.
+    isolated = {"SGLANG_MATRIX_CACHE": str(project.parent / "isolated-cache")}
+    proc = cli("--root", str(project), "audit", "--imports", "--json", *(str(a) for a in args), env=isolated)
     assert "Traceback" not in proc.stderr, proc.stderr
     assert proc.stdout, f"no JSON (exit {proc.returncode}): {proc.stderr}"
     return proc.returncode, json.loads(proc.stdout)
