@@ -113,3 +113,23 @@ def eval_packages_of_copy(nix_bin: Path, dest: Path, apply: str) -> Any:
     if proc.returncode != 0:
         pytest.fail(f"nix eval failed:\n{proc.stderr[-3000:]}")
     return json.loads(proc.stdout)
+
+
+def slow_rename(when: str) -> str:
+    """A `python -c` script that runs `sglang-matrix ARGS...` (argv: READY SECONDS ARGS...) with os.replace
+    slowed down: at the first rename for which the Python expression `when` (over src and dst) holds, it
+    writes src's name to READY and sleeps SECONDS, the window a signal or a second process hits."""
+    return f"""
+import os, pathlib, sys, time
+ready, seconds = pathlib.Path(sys.argv[1]), float(sys.argv[2])
+real = os.replace
+def replace(src, dst, *args, **kwargs):
+    if ({when}) and not ready.exists():
+        ready.write_text(str(src))
+        time.sleep(seconds)
+    return real(src, dst, *args, **kwargs)
+os.replace = replace
+from sglang_matrix.cli import main
+sys.argv = ["sglang-matrix", *sys.argv[3:]]
+main()
+"""

@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import run_cli
+from conftest import run_cli, slow_rename
 from sglang_matrix.lockfile import LOCK_PATH, read_lock
 
 FAKE_PIP = r"""
@@ -35,20 +35,7 @@ with zipfile.ZipFile(dest / f"{name.replace('-', '_')}-{version}-py3-none-any.wh
 
 # `sglang-matrix ARGS...` with os.replace slowed down at the first rename into matrix.toml: it writes
 # READY and sleeps SECONDS there (the moment between writing the spec and writing the lock).
-SLOW_SPEC_RENAME = r"""
-import os, pathlib, sys, time
-ready, seconds = pathlib.Path(sys.argv[1]), float(sys.argv[2])
-real = os.replace
-def replace(src, dst, *args, **kwargs):
-    if str(dst).endswith("matrix.toml") and not ready.exists():
-        ready.write_text(str(src))
-        time.sleep(seconds)
-    return real(src, dst, *args, **kwargs)
-os.replace = replace
-from sglang_matrix.cli import main
-sys.argv = ["sglang-matrix", *sys.argv[3:]]
-main()
-"""
+SLOW_SPEC_RENAME = slow_rename('str(dst).endswith("matrix.toml")')
 
 UPGRADE = ("lock", "--upgrade", "sglang==0.5.10")
 

@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import run_cli
+from conftest import run_cli, slow_rename
 from sglang_matrix.render import GENERATED_MARK, README_BEGIN, README_END, planned_files
 from sglang_matrix.spec import load_spec
 
@@ -23,20 +23,7 @@ SM90 = VARIANTS / "sglang-python312-cuda12_8-sm90-avx512.nix"
 
 # Runs `sglang-matrix ARGS...` with os.replace slowed down: when the first temp file is about to be renamed
 # into place, it writes that temp file's name to READY and sleeps SECONDS (the window a signal hits).
-SLOW_RENAME = r"""
-import os, pathlib, sys, time
-ready, seconds = pathlib.Path(sys.argv[1]), float(sys.argv[2])
-real = os.replace
-def replace(src, dst, *args, **kwargs):
-    if str(src).endswith(".tmp") and not ready.exists():
-        ready.write_text(str(src))
-        time.sleep(seconds)
-    return real(src, dst, *args, **kwargs)
-os.replace = replace
-from sglang_matrix.cli import main
-sys.argv = ["sglang-matrix", *sys.argv[3:]]
-main()
-"""
+SLOW_RENAME = slow_rename('str(src).endswith(".tmp")')
 
 # Runs `sglang-matrix ARGS...` so that its first deletion of a generated .nix file waits (up to SECONDS)
 # until the other render given the same BARRIER directory reaches its own first deletion.
