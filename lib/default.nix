@@ -22,6 +22,22 @@ let
       isDefault = c: c.python == builtins.head pythons && c.cuda == builtins.head cudas;
       target =
         name: matrix.targets.${name} or (throw "matrix.toml: lines.\"${lineName}\" names unknown target ${name}");
+      combinations = rules.combinations line;
+      # torch from the line's wheel: one file per system and Python, no ISAs, no source-build switches.
+      wheelTorch = (line.torch.source or "nixpkgs") == "wheel";
+      # A wheel-torch line shares one nixpkgs instance per system and CUDA among its targets, configured
+      # for the union of their capabilities (oldest first): torch and the CUDA libraries, NCCL (built from
+      # source for config.cudaCapabilities) included, are one store path for all of them.
+      instanceCapabilities =
+        system: cuda:
+        builtins.sort (a: b: builtins.compareVersions a b < 0) (
+          util.unique (
+            util.concatMap (c: (target c.target).capabilities) (
+              builtins.filter (c: c.system == system && c.cuda == cuda) combinations
+            )
+          )
+        );
+      ownInput = line.nixpkgs.input or null;
     in
     map (
       c:
@@ -47,13 +63,14 @@ let
           cuda
           ;
         inherit (t) capabilities architecture gpus;
-        cflags = isaLib.flags c.isa;
-        gccArch = isaLib.gccArch c.isa;
+        cflags = if c.isa == null then [ ] else isaLib.flags c.isa;
+        gccArch = if c.isa == null then null else isaLib.gccArch c.isa;
         # [build] torch-cuda-libraries switches a library off for every variant; a target's own
-        # `cudnn = false` (Pascal: cuDNN dropped SM < 7.5) wins over the default.
-        cudnn = (t.cudnn or true) && (torchLibraries.cudnn or true);
-        cusparselt = torchLibraries.cusparselt or true;
-        torchNvccFlags = matrix.build.torch-nvcc-flags or [ ];
+        # `cudnn = false` (Pascal: cuDNN dropped SM < 7.5) wins over the default. A torch wheel links
+        # both as built.
+        cudnn = wheelTorch || ((t.cudnn or true) && (torchLibraries.cudnn or true));
+        cusparselt = wheelTorch || (torchLibraries.cusparselt or true);
+        torchNvccFlags = if wheelTorch then [ ] else matrix.build.torch-nvcc-flags or [ ];
         maxJobsCap = matrix.build.max-jobs-cap;
         versions = builtins.listToAttrs (
           map (attr: {
@@ -91,9 +108,26 @@ let
               ]
           ) available
         );
-        nixpkgsKey = "${c.system}-cuda${c.cuda}-${util.concatStringsSep "+" t.capabilities}";
+        nixpkgsKey =
+          if wheelTorch then
+            "${if ownInput == null then "nixpkgs" else ownInput}-${c.system}-cuda${c.cuda}"
+          else
+            (if ownInput == null then "" else "${ownInput}-")
+            + "${c.system}-cuda${c.cuda}-${util.concatStringsSep "+" t.capabilities}";
       }
-    ) (rules.combinations line);
+      # Only where they differ from a source-torch line on the flake's nixpkgs, so that such a line's
+      # variant records (and so its drvPaths) do not move.
+      // (if ownInput == null then { } else { nixpkgsInput = ownInput; })
+      // (
+        if wheelTorch then
+          {
+            torchSource = "wheel";
+            instanceCapabilities = instanceCapabilities c.system c.cuda;
+          }
+        else
+          { }
+      )
+    ) combinations;
 
   variants = util.concatMap variantsOfLine (builtins.attrNames matrix.lines);
 
@@ -125,6 +159,9 @@ in
 
   # Variants that can share one nixpkgs instance (same capabilities, CUDA and system).
   nixpkgsKeys = util.unique (map (v: v.nixpkgsKey) variants);
+
+  # The flake inputs the variants build against: `nixpkgs`, and each line's own ([lines.X.nixpkgs]).
+  nixpkgsInputs = util.unique (map (v: v.nixpkgsInput or "nixpkgs") variants);
 
   inherit wheelFile;
 

@@ -47,9 +47,10 @@ in
                     ;
                 })
                 (
+                  # A line whose torch is a wheel has no ISAs: one combination, ISA null.
                   builtins.filter (
-                    isa: builtins.elem system matrix.isas.${isa}.systems && targetBuilds cuda target
-                  ) line.isas
+                    isa: (isa == null || builtins.elem system matrix.isas.${isa}.systems) && targetBuilds cuda target
+                  ) (line.isas or [ null ])
                 )
             ) line.targets
           ) line.systems

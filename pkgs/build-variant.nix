@@ -2,13 +2,14 @@
 # nixpkgs-free layer), instantiates nixpkgs for it (or takes a memoised instance from the flake) and
 # builds it.
 {
-  # A nixpkgs source tree: a path, or a flake input.
+  # A nixpkgs source tree: a path, or a flake input (the one at the variant's line's pin).
   nixpkgs,
   line,
   python,
   cuda,
   system,
   target,
+  # null on a line whose torch is a wheel (no ISAs).
   isa,
   # variant -> instantiated nixpkgs; the flake passes one that shares instances between variants.
   pkgsFor ? null,
@@ -26,7 +27,7 @@ let
   ) sglangLib.variants;
   variant =
     if matches == [ ] then
-      throw "sglang-matrix: matrix.toml has no variant for line ${line}, Python ${python}, CUDA ${cuda}, ${system}, ${target}, ${isa}; run `sglang-matrix render`"
+      throw "sglang-matrix: matrix.toml has no variant for line ${line}, Python ${python}, CUDA ${cuda}, ${system}, ${target}, ${if isa == null then "no ISA" else isa}; run `sglang-matrix render`"
     else
       builtins.head matches;
   pkgs = if pkgsFor != null then pkgsFor variant else import ./nixpkgs.nix { inherit nixpkgs variant; };

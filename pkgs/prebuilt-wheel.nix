@@ -29,6 +29,8 @@
   # requiredSystemFeatures: gccarch-<march> when the import check loads the variant's torch, whose code
   # needs the ISA (a builder without it dies with SIGILL).
   systemFeatures ? [ ],
+  # Extra passthru (the torch wheel: what nixpkgs' torch exposes to its dependents).
+  passthru ? { },
 }:
 let
   native = libraries != [ ];
@@ -94,6 +96,8 @@ buildPythonPackage (
   dontUseCmakeConfigure = true;
 
   pythonImportsCheck = wheel.imports or [ ];
+
+  inherit passthru;
 
   meta = {
     inherit (wheel) description homepage;

@@ -85,12 +85,32 @@ let
     else
       checked;
 
+  # torch from the line's wheel ([lines.X.torch] source = "wheel"): composed the way nixpkgs' torch-bin
+  # composes pip's wheel. Its own shared objects live in site-packages/torch/lib, and its passthru carries
+  # what dependents of nixpkgs' torch read (cudaSupport, cudaPackages, cudaCapabilities). It has no
+  # `cxxdev` output, so nothing may be built from source against it: torchvision is a wheel too.
+  wheelTorch = (line.torch.source or "nixpkgs") == "wheel";
+  torchWheelExtras = {
+    searchPaths = [ "$out/${final.python.sitePackages}/torch/lib" ];
+    passthru = {
+      cudaSupport = true;
+      inherit (pkgs) cudaPackages;
+      # What this variant's device code is kept for (the wheel itself has code for more).
+      cudaCapabilities = variant.capabilities;
+      sglangMatrix = {
+        source = "wheel";
+        inherit (variant) target capabilities;
+      };
+    };
+  };
+
   wheelPackage =
     attr: wheel:
     let
       libraries = wheel.libraries or [ ];
+      extras = lib.optionalAttrs (attr == "torch" && wheelTorch) torchWheelExtras;
     in
-    mkPrebuiltWheel {
+    mkPrebuiltWheel ({
       inherit attr wheel driverSonames;
       filename = variant.wheels.${attr};
       source = sourceOf attr;
@@ -107,28 +127,38 @@ let
         builtins.filter (lib.hasPrefix "python.pkgs.") libraries
       );
       systemFeatures = lib.optionals ((wheel.imports or [ ]) != [ ] && requiresTorch attr) gccFeatures;
-    };
+    }
+    // lib.optionalAttrs (extras ? searchPaths) {
+      searchPaths = map (path: searchPathOf path (resolve path)) (
+        builtins.filter (lib.hasPrefix "python.pkgs.") libraries
+      ) ++ extras.searchPaths;
+      inherit (extras) passthru;
+    });
 
   wheels = lib.filterAttrs (attr: _: variant.wheels ? ${attr}) line.wheels;
-in
-builtins.mapAttrs wheelPackage wheels
-// lib.genAttrs (lib.unique (checksOff ++ importsTorch)) adjusted
-// {
-  # nixpkgs' torchvision takes `torch` from this set, so it builds against the variant's torch. Its
-  # TORCH_CUDA_ARCH_LIST comes from torch.cudaCapabilities, which at the pin keeps nixpkgs' duplicate
-  # "10.0" (and is filtered by torch's own list): the variant's capabilities instead, each once.
-  torchvision = (adjusted "torchvision").overrideAttrs (old: {
-    env = (old.env or { }) // {
-      TORCH_CUDA_ARCH_LIST = lib.concatStringsSep ";" (lib.unique variant.capabilities);
-    };
-  });
 
-  torch =
-    if prev.torch.version != line.torch.version then
-      throw "sglang-matrix: matrix.toml pins torch ${line.torch.version}, but this nixpkgs has ${prev.torch.version}"
-    else
-      import ./torch.nix {
-        inherit lib variant;
-        torch = prev.torch;
+  # nixpkgs' own torch, built from source for this variant (pkgs/torch.nix), and torchvision against it.
+  sourceTorch = {
+    # nixpkgs' torchvision takes `torch` from this set, so it builds against the variant's torch. Its
+    # TORCH_CUDA_ARCH_LIST comes from torch.cudaCapabilities, which at the pin keeps nixpkgs' duplicate
+    # "10.0" (and is filtered by torch's own list): the variant's capabilities instead, each once.
+    torchvision = (adjusted "torchvision").overrideAttrs (old: {
+      env = (old.env or { }) // {
+        TORCH_CUDA_ARCH_LIST = lib.concatStringsSep ";" (lib.unique variant.capabilities);
       };
-}
+    });
+
+    torch =
+      if prev.torch.version != line.torch.version then
+        throw "sglang-matrix: matrix.toml pins torch ${line.torch.version}, but this nixpkgs has ${prev.torch.version}"
+      else
+        import ./torch.nix {
+          inherit lib variant;
+          torch = prev.torch;
+        };
+  };
+in
+# The line's wheels come last: a wheel (torch and torchvision on a wheel-torch line) wins over nixpkgs'.
+lib.genAttrs (lib.unique (checksOff ++ importsTorch)) adjusted
+// lib.optionalAttrs (!wheelTorch) sourceTorch
+// builtins.mapAttrs wheelPackage wheels

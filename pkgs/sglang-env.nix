@@ -43,7 +43,8 @@ let
   '';
 
   # What sglang-serve's preflight checks against without the spec (sglang_matrix/host/record.py): this
-  # variant, the variants of its system (to name the one that fits) and NVIDIA's driver table.
+  # variant, the variants of its release line and system (to name the one that fits) and NVIDIA's driver
+  # table. A variant without an ISA (a wheel-torch line) runs on any CPU of its system.
   sglangLib = import ../lib { };
   record = writeText "${variant.longName}-record.json" (
     builtins.toJSON {
@@ -62,8 +63,8 @@ let
           cuda
           capabilities
           ;
-        cpuFeatures = sglangLib.matrix.isas.${v.isa}.cpu-features;
-      }) (builtins.filter (v: v.system == variant.system) sglangLib.variants);
+        cpuFeatures = if v.isa == null then [ ] else sglangLib.matrix.isas.${v.isa}.cpu-features;
+      }) (builtins.filter (v: v.system == variant.system && v.line == variant.line) sglangLib.variants);
     }
   );
 
@@ -127,7 +128,9 @@ symlinkJoin {
     inherit (python.pkgs) torch;
   };
   meta = {
-    description = "SGLang ${variant.versions.sglang} for ${variant.architecture} (${lib.concatStringsSep ", " variant.gpus}), ${variant.isa}";
+    description = "SGLang ${variant.versions.sglang} for ${variant.architecture} (${lib.concatStringsSep ", " variant.gpus}), ${
+      if variant.isa == null then "any ${variant.system} CPU" else variant.isa
+    }";
     mainProgram = "sglang-serve";
     platforms = [ variant.system ];
     inherit (sglang.meta) license;

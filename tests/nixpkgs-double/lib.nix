@@ -32,6 +32,8 @@ let
     subtractLists = e: filter (x: !(elem x e));
     nameValuePair = name: value: { inherit name value; };
     mapAttrsToList = f: set: map (n: f n set.${n}) (attrNames set);
+    "mapAttrs'" = f: set: listToAttrs (mapAttrsToList f set);
+    last = list: builtins.elemAt list (builtins.length list - 1);
     genAttrs = names: f: listToAttrs (map (n: nameValuePair n (f n)) names);
     optional = cond: x: if cond then [ x ] else [ ];
     optionals = cond: xs: if cond then xs else [ ];

@@ -4,6 +4,8 @@
   lib,
   mkDerivation,
   final,
+  # The pin's data (pin.nix): package names, the modelled expressions, torch.
+  pin,
 }:
 { version, pythonVersion }:
 let
@@ -14,9 +16,9 @@ let
     in
     x;
 
-  # The package attributes present at the pin that sglang-matrix may use (README.md says how each was
-  # checked). An attribute missing here fails the evaluation, as a missing one would in nixpkgs.
-  names = import ./python-names.nix;
+  # The package attributes present at the pin that sglang-matrix may use (the pin's python-names.nix says
+  # how each was checked). An attribute missing here fails the evaluation, as a missing one would in nixpkgs.
+  names = pin.pythonNames;
 
   makeOverridable =
     f: args:
@@ -235,6 +237,7 @@ let
 
       torch = import ./torch.nix {
         inherit mkDerivation makeOverridable interp;
+        spec = pin.torch;
         pkgs = final;
       };
 
@@ -249,7 +252,7 @@ let
             f (builtins.intersectAttrs (builtins.functionArgs f) (final // pfinal) // args);
         in
         lib.genAttrs names simple
-        // import ./python-modelled.nix {
+        // pin.pythonModelled {
           inherit lib pfinal buildPythonPackage;
         }
         // {

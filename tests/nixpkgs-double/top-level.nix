@@ -7,6 +7,8 @@
   config,
   final,
   mkDerivation,
+  # The pin's data (pin.nix beside the pin's default.nix).
+  pin,
 }:
 let
   # nixpkgs: pkgs/build-support/fetchurl. A missing hash does not fail at evaluation there either: it
@@ -101,29 +103,16 @@ let
     "libcusparse_lt"
     "cudnn"
     "nccl"
-  ];
+  ]
+  ++ pin.cuda.extraNames;
   # Redistributables with split outputs (lib/, include/); nvcc and cccl have one output.
   singleOutput = [
     "cuda_nvcc"
     "cuda_cccl"
   ];
-  # The CUDA releases that can compile each capability (nixpkgs: pkgs/development/cuda-modules/_cuda/db/
-  # bootstrap/cuda.nix at the pin, as FACTS.md records it): a capability outside its range fails when a
-  # CUDA derivation is instantiated, with nixpkgs' bare message "assertion 'condition' failed". The
-  # "a"/"f" forms and Jetson's are not modelled: a capability the double does not know fails the same way.
-  capabilityRange = {
-    "6.1" = [ "10.0" "12.9" ];
-    "7.0" = [ "10.0" "12.9" ];
-    "7.5" = [ "10.0" null ];
-    "8.0" = [ "11.2" null ];
-    "8.6" = [ "11.2" null ];
-    "8.9" = [ "11.8" null ];
-    "9.0" = [ "11.8" null ];
-    "10.0" = [ "12.7" null ];
-    "10.3" = [ "12.9" null ];
-    "12.0" = [ "12.8" null ];
-    "12.1" = [ "12.9" null ];
-  };
+  # A capability outside its release's range (pin.cuda.capabilityRange) fails when a CUDA derivation is
+  # instantiated, with nixpkgs' bare message "assertion 'condition' failed"; so does one the table lacks.
+  inherit (pin.cuda) capabilityRange;
   capabilityBuilds =
     version: cap:
     let
@@ -135,6 +124,22 @@ let
     && builtins.compareVersions version min >= 0
     && (max == null || builtins.compareVersions version max <= 0);
 
+  # nixpkgs: cudaPackages.flags (pkgs/development/cuda-modules/_cuda/... flags): one
+  # -gencode=arch=compute_XY,code=sm_XY per capability, plus PTX (code=compute_XY) for the last one while
+  # cudaForwardCompat is on (its default). nixpkgs' nccl passes it as makeFlags NVCC_GENCODE.
+  dropDots = builtins.replaceStrings [ "." ] [ "" ];
+  gencodeString =
+    capabilities:
+    toString (
+      map (c: "-gencode=arch=compute_${dropDots c},code=sm_${dropDots c}") capabilities
+      ++ lib.optional (capabilities != [ ] && (config.cudaForwardCompat or true)) (
+        let
+          last = dropDots (lib.last capabilities);
+        in
+        "-gencode=arch=compute_${last},code=compute_${last}"
+      )
+    );
+
   mkCudaPackages =
     version:
     let
@@ -142,29 +147,37 @@ let
       condition = builtins.all (capabilityBuilds version) capabilities;
       # Forced only with the derivation itself (its drvPath), as in nixpkgs.
       checked = assert condition; "ok";
+      versions = pin.cuda.versions.${version} or { };
     in
     lib.genAttrs cudaNames (
       n:
-      mkDerivation {
-        pname = "cuda${version}-${n}";
-        inherit version;
-        # nixpkgs' CUDA redistributables are unfree: without config.allowUnfree they refuse to evaluate.
-        meta.license = lib.licenses.nvidiaCudaRedist;
-        # In env: flattened into the derivation unforced, so only drvPath forces it.
-        env.cudaCapabilitiesChecked = checked;
-        outputs =
-          if builtins.elem n singleOutput then
-            [ "out" ]
-          else
-            [
-              "out"
-              "lib"
-              "dev"
-              "include"
-              "static"
-              "stubs"
-            ];
-      }
+      mkDerivation (
+        {
+          pname = "cuda${version}-${n}";
+          # The package's own version where the pin's data has it, else the release's.
+          version = versions.${n} or version;
+          # nixpkgs' CUDA redistributables are unfree: without config.allowUnfree they refuse to evaluate.
+          meta.license = lib.licenses.nvidiaCudaRedist;
+          # In env: flattened into the derivation unforced, so only drvPath forces it.
+          env.cudaCapabilitiesChecked = checked;
+          outputs =
+            if builtins.elem n singleOutput then
+              [ "out" ]
+            else
+              [
+                "out"
+                "lib"
+                "dev"
+                "include"
+                "static"
+                "stubs"
+              ];
+        }
+        # A source build compiles for the configured capabilities: its derivation changes with them.
+        // lib.optionalAttrs (builtins.elem n pin.cuda.sourceBuilt) {
+          makeFlags = [ "NVCC_GENCODE=${gencodeString capabilities}" ];
+        }
+      )
     )
     // {
       cudaMajorMinorVersion = version;
@@ -175,7 +188,7 @@ let
       flags.cudaCapabilities = capabilities;
     };
 
-  python = import ./python.nix { inherit lib mkDerivation final; };
+  python = import ./python.nix { inherit lib mkDerivation final pin; };
 in
 {
   inherit lib config system;
@@ -306,21 +319,6 @@ in
     name: env: buildCommand:
     mkDerivation (env // { inherit name buildCommand; });
 
-  cudaPackages_12_6 = mkCudaPackages "12.6";
-  cudaPackages_12_8 = mkCudaPackages "12.8";
-  cudaPackages_12_9 = mkCudaPackages "12.9";
-  cudaPackages_13_0 = mkCudaPackages "13.0";
-  cudaPackages = final.cudaPackages_12_8;
-
-  python312 = python {
-    version = "3.12.12";
-    pythonVersion = "3.12";
-  };
-  python313 = python {
-    version = "3.13.9";
-    pythonVersion = "3.13";
-  };
-  python3 = final.python313;
   python3Packages = final.python3.pkgs;
 
   # nixpkgs: pkgs/build-support/mkshell (the names sglang-matrix uses; nixpkgs passes the rest through).
@@ -341,5 +339,11 @@ in
     version = "2.31.2";
   };
 }
+# The pin's CUDA sets, Pythons and the names that stand for others (python3, cudaPackages).
+// lib.mapAttrs' (key: version: lib.nameValuePair "cudaPackages_${key}" (mkCudaPackages version)) pin.cuda.sets
+// builtins.mapAttrs (_: python) pin.pythons
+// builtins.mapAttrs (_: target: final.${target}) (pin.cuda.aliases // { python3 = pin.python3; })
+# Top-level packages only some pins' doubles model (pin.nix `packages`).
+// (pin.packages or (_: { })) { inherit lib mkDerivation; }
 # dockerTools and cacert: docker-tools.nix.
 // import ./docker-tools.nix { inherit lib mkDerivation system; }

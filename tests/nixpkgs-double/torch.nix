@@ -1,5 +1,5 @@
-# torch 2.9.1 for the double: the argument list of nixpkgs'
-# pkgs/development/python-modules/torch/source/default.nix at the pin, exactly (no `...`), and the
+# torch for the double (the pin's version and argument list come from its pin.nix `torch`): the argument
+# list of nixpkgs' pkgs/development/python-modules/torch/source/default.nix at the pin, exactly, and the
 # attributes sglang-matrix's override touches (preConfigure with TORCH_CUDA_ARCH_LIST, preBuild's
 # MAX_JOBS line, env.NIX_CFLAGS_COMPILE, big-parallel, split outputs, passthru.cudaCapabilities).
 #
@@ -9,8 +9,8 @@
 #     supportedTorchCudaCapabilities: the torch list's order and duplicates survive, and at the pin that
 #     list holds "10.0" twice (FACTS.md, nixpkgs 6b516b42). Which neighbour the second "10.0" has is not
 #     established; any place between "9.0" and "12.0" gives the same result for every capability set here;
-#   - meta.broken when cudaSupport and the CUDA major is not 11 or 12 (FACTS.md: the pin's expression;
-#     a later stored copy of a 2.9.0 expression also allows 13, so a CUDA 13 line needs checking again);
+#   - meta.broken when cudaSupport and the CUDA major is not one of spec.cudaMajors (pin A: 11 or 12,
+#     FACTS.md: the pin's expression);
 #     nixpkgs refuses to evaluate a broken package without config.allowBroken;
 #   - env.NIX_CFLAGS_COMPILE: "-Wno-error", and on aarch64 nixpkgs adds flags of its own that could not be
 #     established here. The double adds a marker flag there, so an override that replaces
@@ -20,80 +20,28 @@
   makeOverridable,
   pkgs,
   interp,
+  # The pin's torch: version, argNames (the expression's arguments, no `...`), cudaMajors, duplicateTen.
+  spec,
 }:
-# The argument names below shadow lib, python and numactl; the body reaches them through `pkgs`/`interp`.
+# The arguments are checked against spec.argNames, with Nix's own words for a name the expression lacks.
+# Only those the body reads get values; the others are accepted and ignored.
 makeOverridable (
-  {
-    stdenv ? null,
-    lib ? null,
-    fetchFromGitHub ? null,
-    fetchFromGitLab ? null,
-    git-unroll ? null,
-    buildPythonPackage ? null,
-    python ? null,
-    runCommand ? null,
-    writeShellScript ? null,
-    config ? pkgs.config,
-    cudaSupport ? config.cudaSupport or false,
-    cudaPackages ? pkgs.cudaPackages,
-    autoAddDriverRunpath ? null,
-    effectiveMagma ? null,
-    magma ? null,
-    magma-hip ? null,
-    magma-cuda-static ? null,
-    useSystemNccl ? true,
-    MPISupport ? false,
-    mpi ? null,
-    buildDocs ? false,
-    targetPackages ? null,
-    callPackage ? null,
-    cmake ? null,
-    symlinkJoin ? null,
-    which ? null,
-    pybind11 ? null,
-    pkg-config ? null,
-    removeReferencesTo ? null,
-    openssl ? null,
-    numactl ? null,
-    llvmPackages ? null,
-    astunparse ? null,
-    binutils ? null,
-    expecttest ? null,
-    filelock ? null,
-    fsspec ? null,
-    hypothesis ? null,
-    jinja2 ? null,
-    networkx ? null,
-    packaging ? null,
-    psutil ? null,
-    pyyaml ? null,
-    requests ? null,
-    sympy ? null,
-    types-dataclasses ? null,
-    typing-extensions ? null,
-    tritonSupport ? true,
-    triton ? null,
-    _tritonEffective ? null,
-    triton-cuda ? null,
-    mklDnnSupport ? true,
-    blas ? null,
-    ninja ? null,
-    pillow ? null,
-    six ? null,
-    tensorboard ? null,
-    protobuf ? null,
-    rocmSupport ? false,
-    rocmPackages ? null,
-    gpuTargets ? [ ],
-    vulkanSupport ? false,
-    vulkan-headers ? null,
-    vulkan-loader ? null,
-    shaderc ? null,
-  }:
+  args:
+  let
+    unknown = builtins.filter (n: !(builtins.elem n spec.argNames)) (builtins.attrNames args);
+    config = args.config or pkgs.config;
+    cudaSupport = args.cudaSupport or (config.cudaSupport or false);
+    cudaPackages = args.cudaPackages or pkgs.cudaPackages;
+    rocmSupport = args.rocmSupport or false;
+    gpuTargets = args.gpuTargets or [ ];
+  in
+  if unknown != [ ] then
+    throw "function 'anonymous lambda' called with unexpected argument '${builtins.head unknown}'"
+  else
   let
     inherit (pkgs) lib;
     # torch/utils/cpp_extension.py's list at v2.9.1 (as nixpkgs' vllm expression copies it), with the pin's
-    # duplicate "10.0", and the +PTX forms.
+    # duplicate "10.0" where it has one, and the +PTX forms.
     real = [
       "3.5"
       "3.7"
@@ -113,7 +61,10 @@ makeOverridable (
       "9.0"
       "9.0a"
       "10.0"
-      "10.0"
+    ]
+    # The pin-A list holds "10.0" twice (pin.nix says why).
+    ++ lib.optional spec.duplicateTen "10.0"
+    ++ [
       "10.0a"
       "10.3"
       "10.3a"
@@ -134,12 +85,12 @@ makeOverridable (
       else
         supportedCudaCapabilities
     );
-    broken = cudaSupport && !(builtins.elem cudaPackages.cudaMajorVersion [ "11" "12" ]);
+    broken = cudaSupport && !(builtins.elem cudaPackages.cudaMajorVersion spec.cudaMajors);
     isAarch64 = pkgs.stdenv.hostPlatform.isAarch64;
   in
   mkDerivation (finalAttrs: {
     pname = "torch";
-    version = "2.9.1";
+    inherit (spec) version;
     # As buildPythonPackage names it: from the final pname and version.
     name = "python${interp.pythonVersion}-${finalAttrs.pname}-${finalAttrs.version}";
     outputs = [

@@ -130,7 +130,8 @@ def readme_table(spec: Spec, variants: list[Variant], env: jinja2.Environment) -
                     "default": default,
                     "count": len(members),
                     "example": members[0].long_name,
-                    "isas": isas,
+                    # A line without ISAs has one column: any CPU of the system.
+                    "isas": [isa or "any CPU" for isa in isas],
                     "rows": rows,
                 }
             )
@@ -149,6 +150,8 @@ def readme_table(spec: Spec, variants: list[Variant], env: jinja2.Environment) -
                 "torch_version": line.torch_version,
                 "count": len(mine),
                 "long_pattern": line.long_name.replace("{", "<").replace("}", ">"),
+                "short_pattern": line.short_name.replace("{", "<").replace("}", ">"),
+                "torch_wheel": line.torch_source == "wheel",
                 "groups": groups,
                 "excludes": excludes,
             }
@@ -171,10 +174,13 @@ def planned_files(spec: Spec, root: Path) -> dict[Path, str]:
     files: dict[Path, str] = {}
     for v in variants:
         path = variant_file(v)
-        files[path] = _render(
-            env, "variant.nix.j2", v=v, isa=spec.isas[v.isa], path=str(path), rev=spec.nixpkgs_rev
-        )
-    files[VARIANTS_DIR / "default.nix"] = _render(env, "variants-index.nix.j2", variants=variants)
+        rev = spec.lines[v.line].nixpkgs_rev or spec.nixpkgs_rev
+        isa = spec.isas[v.isa] if v.isa else None
+        files[path] = _render(env, "variant.nix.j2", v=v, isa=isa, path=str(path), rev=rev)
+    inputs = sorted({v.nixpkgs_input for v in variants if v.nixpkgs_input})
+    files[VARIANTS_DIR / "default.nix"] = _render(
+        env, "variants-index.nix.j2", variants=variants, inputs=inputs
+    )
     readme_path = root / README
     try:
         readme = readme_path.read_text(encoding="utf-8")

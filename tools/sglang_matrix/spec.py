@@ -40,7 +40,7 @@ VERSION_RE = re.compile(r"\A[A-Za-z0-9][A-Za-z0-9.+!_-]*\Z")
 TAG_PART_RE = re.compile(r"\A[A-Za-z0-9_.]+\Z")
 URL_RE = re.compile(r"\Ahttps?://[!-~]+\Z")
 # A name template: name characters and the known placeholders only.
-TEMPLATE_RE = re.compile(r"\A(?:[A-Za-z0-9_-]|\{(?:target|isa|python|cuda|line)\})+\Z")
+TEMPLATE_RE = re.compile(r"\A(?:[A-Za-z0-9_-]|\{(?:target|isa|arch|python|cuda|line)\})+\Z")
 # [build] max-jobs-cap: nvcc jobs at once; Nix's --cores is an unsigned 32-bit integer.
 MAX_JOBS_CAP = 4096
 SYSTEMS = ("x86_64-linux", "aarch64-linux")
@@ -79,7 +79,15 @@ LINE_KEYS = (
     "server-modules",
     "gpu-only-modules",
     "nixpkgs-versions",
+    "nixpkgs",
+    "module-distributions",
 )
+# A line's own nixpkgs pin ([lines.X.nixpkgs]): its flake input's name and the revision flake.lock holds.
+LINE_NIXPKGS_KEYS = ("rev", "input")
+INPUT_RE = re.compile(r"\A[A-Za-z][A-Za-z0-9_-]*\Z")
+# Where a line's torch comes from: nixpkgs' source expression, built per target and ISA (the default), or
+# the line's `torch` wheel (prebuilt, one per system and Python: a line without ISAs).
+TORCH_SOURCES = ("nixpkgs", "wheel")
 WHEEL_KEYS = (
     "pname", "version", "tags", "url", "hash", "libraries", "requires", "dropped", "gpu-code-gaps",
     "accepted-skew", "imports", "no-import-check", "remove-deps", "native-code", "description", "homepage",
@@ -89,7 +97,7 @@ WHEEL_KEYS = (
 LICENSES = ("asl20", "bsd2", "bsd3", "mit", "mpl20", "unfree", "unfreeRedistributable")
 # The fields an `exclude` entry may match on, as the variant names them.
 EXCLUDE_FIELDS = ("python", "cuda", "system", "target", "isa")
-PLACEHOLDERS = ("target", "isa", "python", "cuda", "line")
+PLACEHOLDERS = ("target", "isa", "arch", "python", "cuda", "line")
 PROVIDER_SPECIALS = ("glibc", "driver")
 
 
@@ -267,6 +275,13 @@ class Line:
     gpu_only_modules: dict[str, str] = field(default_factory=dict)
     # nixpkgs attribute of the variant's Python set -> the version nixpkgs has at the pin.
     nixpkgs_versions: dict[str, NixpkgsVersion] = field(default_factory=dict)
+    # "nixpkgs" (nixpkgs' source torch, per target and ISA) or "wheel" (the line's torch wheel; no ISAs).
+    torch_source: str = "nixpkgs"
+    # The line's own nixpkgs ([lines.X.nixpkgs]): flake input and revision; None: the top-level [nixpkgs].
+    nixpkgs_input: str | None = None
+    nixpkgs_rev: str | None = None
+    # Import name -> distribution, for this line only (over the top-level [module-distributions]).
+    module_distributions: dict[str, str] = field(default_factory=dict)
 
     @property
     def python(self) -> str:
@@ -411,13 +426,15 @@ def _module_map(r: _Reader, t: dict[str, Any], name: str, path: str) -> dict[str
     return table
 
 
-def _parse_module_distributions(r: _Reader, data: dict[str, Any]) -> dict[str, str]:
-    table = r.table(data, "module-distributions", "", required=False)
+def _parse_module_distributions(r: _Reader, data: dict[str, Any], prefix: str = "") -> dict[str, str]:
+    """[module-distributions], or a line's own table (prefix "lines.X.")."""
+    table = r.table(data, "module-distributions", prefix.rstrip("."), required=False)
     for module, dist in table.items():
+        where = f"{prefix}module-distributions.{key(module)}"
         if not module.isidentifier():
-            raise r.fail(f"module-distributions.{key(module)}", module, "not a top-level Python module name")
+            raise r.fail(where, module, "not a top-level Python module name")
         if not isinstance(dist, str) or not re.fullmatch(r"[A-Za-z0-9]([A-Za-z0-9._-]*[A-Za-z0-9])?", dist):
-            raise r.fail(f"module-distributions.{key(module)}", dist, "not a distribution name")
+            raise r.fail(where, dist, "not a distribution name")
     return table
 
 
@@ -692,7 +709,23 @@ def _parse_line(
         if len(problems) == len(cudas):
             raise r.fail(f"{path}.targets[{i}]", target, problems[0])
 
-    line_isas = r.strings(t, "isas", path)
+    torch = r.table(t, "torch", path)
+    r.only(torch, f"{path}.torch", ("version", "source"))
+    torch_version = _version(r, torch, f"{path}.torch")
+    torch_source = r.string(torch, "source", f"{path}.torch", required=False) or "nixpkgs"
+    if torch_source not in TORCH_SOURCES:
+        raise r.fail(f"{path}.torch.source", torch_source, f"must be one of {', '.join(TORCH_SOURCES)}")
+    # A prebuilt torch is the same file for every CPU of a system: ISA variants would be byte-identical.
+    if torch_source == "wheel":
+        if "isas" in t:
+            raise r.fail(
+                f"{path}.isas",
+                t["isas"],
+                "a line whose torch is a wheel has no ISAs (its variants would differ only in name)",
+            )
+        line_isas: tuple[str, ...] = ()
+    else:
+        line_isas = r.strings(t, "isas", path)
     for i, isa in enumerate(line_isas):
         if isa not in isas:
             raise r.fail(f"{path}.isas[{i}]", isa, f"unknown ISA (known: {', '.join(isas)})")
@@ -719,11 +752,24 @@ def _parse_line(
                 template,
                 "a name template is letters, digits, '_', '-' and {placeholders}",
             )
+        if not line_isas and "{isa}" in template:
+            raise r.fail(f"{path}.{field_name}", template, "{isa} in a line without ISAs (use {arch})")
         templates[field_name] = template
 
-    torch = r.table(t, "torch", path)
-    r.only(torch, f"{path}.torch", ("version",))
-    torch_version = _version(r, torch, f"{path}.torch")
+    own_nixpkgs = r.table(t, "nixpkgs", path, required=False)
+    r.only(own_nixpkgs, f"{path}.nixpkgs", LINE_NIXPKGS_KEYS)
+    nixpkgs_input = nixpkgs_rev = None
+    if own_nixpkgs:
+        nixpkgs_rev = r.string(own_nixpkgs, "rev", f"{path}.nixpkgs")
+        if not re.fullmatch(r"[0-9a-f]{40}", nixpkgs_rev):
+            raise r.fail(f"{path}.nixpkgs.rev", nixpkgs_rev, "must be a 40-digit lowercase hex commit")
+        nixpkgs_input = r.string(own_nixpkgs, "input", f"{path}.nixpkgs")
+        if not INPUT_RE.match(nixpkgs_input) or nixpkgs_input in ("nixpkgs", "self"):
+            raise r.fail(
+                f"{path}.nixpkgs.input",
+                nixpkgs_input,
+                "a flake input name of its own (letters, digits, '_', '-'; not nixpkgs or self)",
+            )
 
     wheels_raw = r.table(t, "wheels", path)
     wheels = {
@@ -738,6 +784,15 @@ def _parse_line(
             if not MODULE_RE.fullmatch(module):
                 raise r.fail(f"{path}.{table}", module, "not a dotted Python module name")
     nixpkgs_versions = _parse_nixpkgs_versions(r, t, path)
+    module_distributions = _parse_module_distributions(r, t, f"{path}.")
+    if torch_source == "wheel":
+        wheel = wheels.get("torch")
+        if wheel is None:
+            raise r.fail(f"{path}.torch.source", "wheel", f"needs a [{path}.wheels.torch] table")
+        if wheel.version != torch_version:
+            raise r.fail(f"{path}.wheels.torch.version", wheel.version, f"must be {path}.torch.version")
+    elif "torch" in wheels:
+        raise r.fail(f"{path}.wheels.torch", "torch", 'a torch wheel needs torch.source = "wheel"')
     # An exclude value must name something the spec knows (a typo would silently exclude nothing); it need
     # not be on this line (a rule may outlive a value the line dropped).
     known = {"system": SYSTEMS, "target": tuple(targets), "isa": tuple(isas)}
@@ -783,6 +838,10 @@ def _parse_line(
         server_modules=server_modules,
         gpu_only_modules=gpu_only_modules,
         nixpkgs_versions=nixpkgs_versions,
+        torch_source=torch_source,
+        nixpkgs_input=nixpkgs_input,
+        nixpkgs_rev=nixpkgs_rev,
+        module_distributions=module_distributions,
     )
 
 

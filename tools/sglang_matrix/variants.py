@@ -1,4 +1,5 @@
-"""Resolve the spec into variants: release line x system x target x ISA.
+"""Resolve the spec into variants: release line x system x target x ISA (a line whose torch is a wheel has
+no ISAs: one variant per system and target).
 
 `Variant.to_json()` has exactly the shape that the nixpkgs-free Nix layer (`lib/`) computes for each
 variant, so a test can compare the two views field by field.
@@ -25,7 +26,8 @@ class Variant:
     line: str
     system: str
     target: str
-    isa: str
+    # None on a line whose torch is a wheel: the same files run on every CPU of the system.
+    isa: str | None
     capabilities: tuple[str, ...]
     architecture: str
     gpus: tuple[str, ...]
@@ -45,11 +47,28 @@ class Variant:
     cusparselt: bool = True
     # Extra nvcc flags for torch's CUDA code ([build] torch-nvcc-flags: TORCH_NVCC_FLAGS).
     torch_nvcc_flags: tuple[str, ...] = ()
+    # "nixpkgs" (source torch per target and ISA) or "wheel" (the line's torch wheel).
+    torch_source: str = "nixpkgs"
+    # The line's own flake input (None: the flake's `nixpkgs`).
+    nixpkgs_input: str | None = None
+    # config.cudaCapabilities of the variant's nixpkgs instance. A wheel-torch line shares one instance
+    # per system and CUDA among its targets (the union of their capabilities): torch and the CUDA
+    # libraries (NCCL is built from source for config.cudaCapabilities) are then one store path for all of
+    # them, and only the pruned wheels differ per target.
+    instance_capabilities: tuple[str, ...] = ()
+
+    @property
+    def arch(self) -> str:
+        """The CPU part of the Nix system ("x86_64"), the {arch} placeholder."""
+        return self.system.split("-")[0]
 
     @property
     def nixpkgs_key(self) -> str:
         """One nixpkgs instance serves every variant with the same key (ISA only changes torch)."""
-        return f"{self.system}-cuda{self.cuda}-{'+'.join(self.capabilities)}"
+        if self.torch_source == "wheel":
+            return f"{self.nixpkgs_input or 'nixpkgs'}-{self.system}-cuda{self.cuda}"
+        key = f"{self.system}-cuda{self.cuda}-{'+'.join(self.capabilities)}"
+        return f"{self.nixpkgs_input}-{key}" if self.nixpkgs_input else key
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -74,13 +93,24 @@ class Variant:
             "wheels": dict(sorted(self.wheels.items())),
             "pruned": {attr: list(paths) for attr, paths in sorted(self.pruned.items())},
             "nixpkgsKey": self.nixpkgs_key,
+            # Only where they differ from a source-torch line on the flake's nixpkgs, so that such a
+            # line's variant records (and so its drvPaths) do not move.
+            **({"nixpkgsInput": self.nixpkgs_input} if self.nixpkgs_input else {}),
+            **(
+                {"torchSource": self.torch_source, "instanceCapabilities": list(self.instance_capabilities)}
+                if self.torch_source == "wheel"
+                else {}
+            ),
         }
 
 
-def expand(template: str, line: Line, python: str, cuda: str, target: str, isa: str) -> str:
+def expand(
+    template: str, line: Line, python: str, cuda: str, target: str, isa: str | None, system: str
+) -> str:
     values = {
         "target": target,
-        "isa": isa,
+        "isa": isa or "",
+        "arch": system.split("-")[0],
         "python": python.replace(".", ""),
         "cuda": cuda.replace(".", "_"),
         "line": line.name.replace(".", "_"),
@@ -90,16 +120,20 @@ def expand(template: str, line: Line, python: str, cuda: str, target: str, isa: 
     return template
 
 
-def combinations(spec: Spec, line: Line) -> Iterator[dict[str, str]]:
-    """The line's Python x CUDA x system x target x ISA, less what the rules leave out."""
+def combinations(spec: Spec, line: Line) -> Iterator[dict[str, str | None]]:
+    """The line's Python x CUDA x system x target x ISA, less what the rules leave out (ISA None on a
+    line without ISAs)."""
+    isas: tuple[str | None, ...] = line.isas or (None,)
     for python, cuda, system, target, isa in itertools.product(
-        line.pythons, line.cudas, line.systems, line.targets, line.isas
+        line.pythons, line.cudas, line.systems, line.targets, isas
     ):
-        if system not in spec.isas[isa].systems:
+        if isa is not None and system not in spec.isas[isa].systems:
             continue
         if unsupported(spec.capabilities, spec.targets[target].capabilities, cuda) is not None:
             continue
-        values = {"python": python, "cuda": cuda, "system": system, "target": target, "isa": isa}
+        values: dict[str, str | None] = {
+            "python": python, "cuda": cuda, "system": system, "target": target, "isa": isa
+        }  # fmt: skip
         if any(rule.matches(values) for rule in line.excludes):
             continue
         yield values
@@ -112,15 +146,19 @@ def resolve_variants(spec: Spec) -> list[Variant]:
     seen: dict[str, str] = {}
     for line_name in sorted(spec.lines):
         line = spec.lines[line_name]
-        for c in combinations(spec, line):
-            default = c["python"] == line.python and c["cuda"] == line.cuda
-            long_name = expand(line.long_name, line, c["python"], c["cuda"], c["target"], c["isa"])
+        combos = list(combinations(spec, line))
+        wheel_torch = line.torch_source == "wheel"
+        for c in combos:
+            python, cuda, system, target_name = (str(c[k]) for k in ("python", "cuda", "system", "target"))
+            isa_name = c["isa"]
+            default = python == line.python and cuda == line.cuda
+            long_name = expand(line.long_name, line, python, cuda, target_name, isa_name, system)
             short_name = (
-                expand(line.short_name, line, c["python"], c["cuda"], c["target"], c["isa"])
+                expand(line.short_name, line, python, cuda, target_name, isa_name, system)
                 if default
                 else long_name
             )
-            what = f"lines.{key(line_name)} " + " ".join(f"{k} {v}" for k, v in c.items())
+            what = f"lines.{key(line_name)} " + " ".join(f"{k} {v}" for k, v in c.items() if v is not None)
             for field_name, name in (("short-name", short_name), ("long-name", long_name)):
                 where = f"lines.{key(line_name)}.{field_name}"
                 if not NAME_RE.match(name):
@@ -128,12 +166,13 @@ def resolve_variants(spec: Spec) -> list[Variant]:
                 if seen.get(name, what) != what:
                     raise SpecError(file, where, name, f"duplicate variant name (also {seen[name]})")
                 seen[name] = what
-            target, isa = spec.targets[c["target"]], spec.isas[c["isa"]]
+            target = spec.targets[target_name]
+            isa = spec.isas[isa_name] if isa_name is not None else None
             prune = spec.prune_device_code
             available = {
                 attr: wheel
                 for attr, wheel in line.wheels.items()
-                if wheel.available(c["system"], c["cuda"]) and (not prune or wheel.kept(target.capabilities))
+                if wheel.available(system, cuda) and (not prune or wheel.kept(target.capabilities))
             }
             pruned = {
                 attr: paths
@@ -142,34 +181,50 @@ def resolve_variants(spec: Spec) -> list[Variant]:
             }
             versions = {attr: wheel.version for attr, wheel in available.items()}
             versions["torch"] = line.torch_version
-            wheels = {
-                attr: wheel.filename(c["system"], c["python"]) or "" for attr, wheel in available.items()
-            }
+            wheels = {attr: wheel.filename(system, python) or "" for attr, wheel in available.items()}
+            shared = _instance_capabilities(spec, combos, system, cuda) if wheel_torch else ()
             variants.append(
                 Variant(
                     name=short_name,
                     long_name=long_name,
                     line=line_name,
-                    system=c["system"],
-                    target=c["target"],
-                    isa=c["isa"],
+                    system=system,
+                    target=target_name,
+                    isa=isa_name,
                     capabilities=target.capabilities,
                     architecture=target.architecture,
                     gpus=target.gpus,
-                    cflags=isa.flags,
-                    python=c["python"],
-                    cuda=c["cuda"],
-                    cudnn=target.cudnn and spec.torch_cuda_libraries.get("cudnn", True),
+                    cflags=isa.flags if isa else (),
+                    python=python,
+                    cuda=cuda,
+                    # A torch wheel links cuDNN and cuSPARSELt as built; the switches are for source builds.
+                    cudnn=wheel_torch or (target.cudnn and spec.torch_cuda_libraries.get("cudnn", True)),
                     max_jobs_cap=spec.max_jobs_cap,
                     versions=versions,
                     wheels=wheels,
                     pruned=pruned,
-                    gcc_arch=isa.gcc_arch,
-                    cusparselt=spec.torch_cuda_libraries.get("cusparselt", True),
-                    torch_nvcc_flags=spec.torch_nvcc_flags,
+                    gcc_arch=isa.gcc_arch if isa else None,
+                    cusparselt=wheel_torch or spec.torch_cuda_libraries.get("cusparselt", True),
+                    torch_nvcc_flags=() if wheel_torch else spec.torch_nvcc_flags,
+                    torch_source=line.torch_source,
+                    nixpkgs_input=line.nixpkgs_input,
+                    instance_capabilities=shared,
                 )
             )
     return variants
+
+
+def _instance_capabilities(
+    spec: Spec, combos: list[dict[str, str | None]], system: str, cuda: str
+) -> tuple[str, ...]:
+    """The union of the capabilities of a line's targets on one system and CUDA, oldest first."""
+    caps = {
+        cap
+        for c in combos
+        if c["system"] == system and c["cuda"] == cuda
+        for cap in spec.targets[str(c["target"])].capabilities
+    }
+    return tuple(sorted(caps, key=lambda cap: tuple(int(p) for p in cap.split("."))))
 
 
 def find_variant(spec: Spec, name: str) -> Variant | None:
