@@ -26,7 +26,7 @@ if [ "${SGLANG_MATRIX_DRIVER_SEARCH:-1}" != 0 ]; then
   _sglang_matrix_driver=$(@python@ -I -S -c 'import sys; sys.path[:0] = sys.argv[1:]; import driver
 sys.exit(driver.main(["--link"]))' @driverSearch@) || _sglang_matrix_driver=
   if [ -n "$_sglang_matrix_driver" ]; then
-    export LD_LIBRARY_PATH="$_sglang_matrix_driver${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+    export LD_LIBRARY_PATH="$_sglang_matrix_driver${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"@driverExports@
   fi
   unset _sglang_matrix_driver
 fi

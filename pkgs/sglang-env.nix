@@ -84,6 +84,14 @@ let
     python = python.interpreter;
     driverSearch = "${driverSearch}";
     record = "${record}";
+    # Appended to the line that exposes the driver: more variables that name its directory. pip's triton
+    # (a wheel of the 0.5.23 line) finds libcuda through TRITON_LIBCUDA_PATH, else `/sbin/ldconfig -p`,
+    # which NixOS does not have (nixpkgs' own triton is patched instead). Empty where triton is nixpkgs',
+    # so those launchers stay byte for byte as they were.
+    driverExports = lib.optionalString (variant.wheels ? triton) ''
+
+      # pip's triton finds libcuda here, not through /sbin/ldconfig (absent on NixOS).
+      export TRITON_LIBCUDA_PATH="$_sglang_matrix_driver"'';
   };
   launcher =
     name: exec:

@@ -9,9 +9,12 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
+
+if TYPE_CHECKING:
+    from sglang_matrix.rehearse.env import Environment
 
 ROOT = Path(__file__).resolve().parent.parent
 # Files a scratch copy of the project needs for render, lock --check and Nix evaluation.
@@ -103,6 +106,8 @@ def eval_packages_of_copy(nix_bin: Path, dest: Path, apply: str) -> Any:
     proc = subprocess.run(
         [
             *["nix", "eval", "--json", "--override-input", "nixpkgs", f"path:{double}"],
+            # The 0.5.23 line's pin: its double shares code with the first through `../` (so `dir=`).
+            *["--override-input", "nixpkgs-0_5_23", f"path:{ROOT / 'tests'}?dir=nixpkgs-double-0_5_23"],
             *[f"path:{dest}#packages", "--apply", apply],
         ],
         env=nix_env(nix_bin),
@@ -133,3 +138,57 @@ from sglang_matrix.cli import main
 sys.argv = ["sglang-matrix", *sys.argv[3:]]
 main()
 """
+
+
+# ------------------------------------------------------------------ the rehearsal's environment, shared
+# The default variant of the 0.5.9 line, the one `sglang-matrix rehearse` is tested on (test_rehearse.py).
+REHEARSED_VARIANT = "sglang-sm90-avx512"
+
+
+@pytest.fixture(scope="session")
+def rehearsed_env() -> Environment:
+    """The environment `sglang-matrix rehearse sglang-sm90-avx512` builds: sglang's real closure (its locked
+    wheels, pruned as the variant prunes them; nixpkgs' versions of the rest), with pip's local CPU torch
+    standing in for the variant's. A few GB and minutes to build, so built once into the cache
+    (rehearse/env.py) from the same install plan as the command's: whichever of the command and this
+    fixture runs first builds it, the other finds it complete. (A plan that differed would rebuild it and
+    remove the other's as stale.) Skips where the package index cannot be reached, as the command's
+    tests do."""
+    from sglang_matrix.fsutil import cache_dir
+    from sglang_matrix.rehearse.closure import nixpkgs_date, plan_closure
+    from sglang_matrix.rehearse.env import DEFAULT_TORCH, RehearseError, build_environment
+    from sglang_matrix.spec import load_spec
+    from sglang_matrix.variants import find_variant
+
+    spec = load_spec(ROOT / "matrix.toml")
+    variant = find_variant(spec, REHEARSED_VARIANT)
+    assert variant is not None, REHEARSED_VARIANT
+    # Dated as the command dates it: by the line's own nixpkgs pin where it has one, else the top-level one.
+    rev = spec.lines[variant.line].nixpkgs_rev or spec.nixpkgs_rev
+    closure = plan_closure(spec, variant, nixpkgs_date(ROOT / "flake.lock", rev))
+    try:
+        return build_environment(spec, closure, cache_dir(), DEFAULT_TORCH, False, lambda _: None)
+    except RehearseError as err:
+        if "network" in str(err).lower():
+            pytest.skip(f"the package index is not reachable: {err}")
+        raise
+
+
+def shadowed_venv(site: Path, dest: Path, distribution: str) -> Path:
+    """A venv at DEST whose site-packages links every entry of SITE's but DISTRIBUTION's package and
+    metadata: that environment as it would be without the distribution (importlib finds neither its
+    modules nor its metadata). Seconds to make, where a copy of the environment would take GBs."""
+    from packaging.utils import canonicalize_name
+
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(dest)], check=True)
+    code = "import sysconfig; print(sysconfig.get_path('purelib'))"
+    out = subprocess.run(
+        [str(dest / "bin" / "python"), "-c", code], capture_output=True, text=True, check=True
+    )
+    own = Path(out.stdout.strip())
+    gone = canonicalize_name(distribution)
+    for entry in site.iterdir():
+        stem = entry.name.split("-")[0] if entry.name.endswith(".dist-info") else entry.name
+        if canonicalize_name(stem.removesuffix(".py")) != gone:
+            (own / entry.name).symlink_to(entry)
+    return dest

@@ -162,7 +162,9 @@ def launcher_placeholders() -> set[str]:
     return set(PLACEHOLDER_RE.findall(LAUNCHER.read_text()))
 
 
-def render_launcher(dest: Path, exec_line: str, *, record: str = "", python: str | None = None) -> Path:
+def render_launcher(
+    dest: Path, exec_line: str, *, record: str = "", python: str | None = None, driver_exports: str = ""
+) -> Path:
     """pkgs/launcher.bash with its placeholders filled as pkgs/sglang-env.nix fills them, but pointing at
     this machine: the interpreter that runs the driver search, the search script from the source tree,
     and `exec_line` as the entry point."""
@@ -177,6 +179,8 @@ def render_launcher(dest: Path, exec_line: str, *, record: str = "", python: str
         "python": python or sys.executable,
         "driverSearch": str(DRIVER_SCRIPT.parent),
         "record": record,
+        # What pkgs/sglang-env.nix appends for a variant whose triton is a wheel (the 0.5.23 line).
+        "driverExports": driver_exports,
         "exec": exec_line,
     }
     text = LAUNCHER.read_text()

@@ -20,6 +20,19 @@ from sglang_matrix.spec import load_spec
 from sglang_matrix.variants import resolve_variants
 
 DOUBLE = ROOT / "tests" / "nixpkgs-double"
+# The 0.5.23 line's pin (tests/nixpkgs-double-0_5_23). It shares code with the first double through `../`,
+# which a `path:` flake of its own directory cannot reach: the flake is the tests/ tree, `dir=` its part.
+DOUBLE_B = f"path:{ROOT / 'tests'}?dir=nixpkgs-double-0_5_23"
+
+
+def overrides(prefix: str = "") -> list[str]:
+    """--override-input for both nixpkgs inputs: the test doubles in place of nixpkgs at each pin."""
+    return [
+        *["--override-input", f"{prefix}nixpkgs", f"path:{DOUBLE}"],
+        *["--override-input", f"{prefix}nixpkgs-0_5_23", DOUBLE_B],
+    ]
+
+
 SYSTEM = "x86_64-linux"
 FAKE_HASH = "sha256-AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA="
 
@@ -38,9 +51,7 @@ def eval_flake(nix_bin: Path, attr: str, apply: str) -> Any:
         nix_bin,
         "eval",
         "--json",
-        "--override-input",
-        "nixpkgs",
-        f"path:{DOUBLE}",
+        *overrides(),
         f".#{attr}",
         "--apply",
         apply,
@@ -152,13 +163,19 @@ p: builtins.mapAttrs (name: env:
     envPaths = map (x: x.name) env.pythonEnv.paths;
     home = map (x: x.name) env.cudaHome.paths;
     launcher = env.launchers.sglang-serve.text;
-    torch = { pname = t.pname; name = t.name;
+    # nixpkgs' torch built from source (0.5.9), or the line's torch wheel (0.5.23: its facts are a wheel's).
+    torch = if env.variant.torchSource or "nixpkgs" == "wheel" then
+              { pname = t.pname; name = t.name; caps = t.cudaCapabilities; tag = t.sglangMatrix;
+                drv = t.drvPath; cuda = t.cudaPackages.cudaMajorMinorVersion; wheel = wheel t;
+                cudaSupport = t.cudaSupport; nccl = t.cudaPackages.nccl.drvPath; }
+            else
+              { pname = t.pname; name = t.name;
               pre = t.preConfigure; build = t.preBuild; cudnn = t.USE_CUDNN or null;
               cusparselt = t.USE_CUSPARSELT or null; nvccFlags = t.TORCH_NVCC_FLAGS or null;
               features = t.requiredSystemFeatures; caps = t.cudaCapabilities; tag = t.sglangMatrix;
               drv = t.drvPath; cuda = t.cudaPackages.cudaMajorMinorVersion;
               cflags = t.env.NIX_CFLAGS_COMPILE; };
-    torchvision = { arch = py.torchvision.TORCH_CUDA_ARCH_LIST; drv = py.torchvision.drvPath;
+    torchvision = { arch = py.torchvision.TORCH_CUDA_ARCH_LIST or null; drv = py.torchvision.drvPath;
                     features = py.torchvision.requiredSystemFeatures or [ ]; };
     wheels = builtins.mapAttrs (_: wheel) (builtins.intersectAttrs env.variant.wheels py);
     runtime = (builtins.head (builtins.filter (x: x.pname or "" == "sglang-matrix-runtime")
@@ -206,8 +223,8 @@ def test_packages_list_every_variant_under_both_names(
     # The seed's 18 names are all there, unchanged.
     seed_targets = ("sm61", "sm75", "sm80", "sm86", "sm89", "sm90", "sm100", "sm120", "all")
     assert {f"sglang-{t}-{i}" for t in seed_targets for i in ("avx2", "avx512")} <= set(by_system[SYSTEM])
-    # 139 long names, 47 short names (default Python and CUDA) and `default`.
-    assert sum(len(packages) for packages in by_system.values()) == 139 + 47 + 1
+    # 0.5.9: 139 long names, 47 short names (default Python and CUDA); 0.5.23: 22 and 11; and `default`.
+    assert sum(len(packages) for packages in by_system.values()) == 139 + 47 + 22 + 11 + 1
 
 
 def test_sm90_avx512(facts: dict[str, Any]) -> None:
@@ -373,7 +390,8 @@ def test_shared_derivations_are_shared(facts: dict[str, Any], variants: dict[str
     Python and system, whatever its GPU targets, ISA or CUDA."""
     groups: dict[tuple[str, str], list[str]] = {}
     for v in variants.values():
-        groups.setdefault((v.python, v.system), []).append(v.long_name)
+        if v.line == "0.5.9":
+            groups.setdefault((v.python, v.system), []).append(v.long_name)
     for (python, system), names in groups.items():
         for wheel in ("flashinfer-cubin", "apache-tvm-ffi"):
             having = [n for n in names if wheel in facts[n]["wheels"]]
@@ -385,7 +403,44 @@ def test_shared_derivations_are_shared(facts: dict[str, Any], variants: dict[str
         assert len({facts[n]["runtime"] for n in names}) == 1, (python, system)
     # torch is per variant; the ISA is the only difference between these two.
     assert facts["sglang-sm90-avx2"]["torch"]["drv"] != facts["sglang-sm90-avx512"]["torch"]["drv"]
-    assert len({facts[n]["wheels"]["sgl-kernel"]["drv"] for n in variants}) == len(variants)
+    old = [n for n, v in variants.items() if v.line == "0.5.9"]
+    assert len({facts[n]["wheels"]["sgl-kernel"]["drv"] for n in old}) == len(old)
+
+
+def test_a_wheel_torch_line_shares_torch_and_nccl_across_targets(
+    facts: dict[str, Any], variants: dict[str, Any]
+) -> None:
+    """The 0.5.23 line: one nixpkgs instance per system and CUDA, so torch (the wheel), NCCL (built from
+    source for the union of the line's capabilities) and every unpruned wheel are one derivation for all
+    targets of a Python and system; sglang-kernel differs exactly where its pruning differs."""
+    new = [v for v in variants.values() if v.line == "0.5.23"]
+    groups: dict[tuple[str, str], list[Any]] = {}
+    for v in new:
+        groups.setdefault((v.python, v.system), []).append(v)
+    assert len(groups) == 4
+    for (python, system), members in groups.items():
+        names = [v.long_name for v in members]
+        for part in ("drv", "nccl"):
+            assert len({facts[n]["torch"][part] for n in names}) == 1, (python, system, part)
+        for wheel in ("apache-tvm-ffi", "triton", "torchvision", "transformers"):
+            assert len({facts[n]["wheels"][wheel]["drv"] for n in names}) == 1, (python, system, wheel)
+        prunings = {v.long_name: tuple(v.pruned.get("sglang-kernel", ())) for v in members}
+        kernels = {n: facts[n]["wheels"]["sglang-kernel"]["drv"] for n in names}
+        assert len(set(kernels.values())) == len(set(prunings.values())) > 1, (python, system)
+        for a in names:
+            for b in names:
+                assert (kernels[a] == kernels[b]) == (prunings[a] == prunings[b])
+    # The wheel torch: autoPatchelf'd, not stripped, libcuda left to the driver, its own torch/lib searched,
+    # the CUDA 13.0 set, and a name without the target (it is not per target).
+    t = facts["sglang-0_5_23-sm90-x86_64"]["torch"]
+    assert t["name"] == "python3.12-torch-2.14.1" and t["cuda"] == "13.0" and t["cudaSupport"]
+    assert t["wheel"]["strip"] and t["wheel"]["ignore"] == ["libcuda.so.1"] and t["wheel"]["remove"]
+    assert t["wheel"]["preFixup"].endswith("site-packages/torch/lib\"\n")
+    assert t["wheel"]["imports"] == ["torch"]
+    assert any("libnvshmem" in x for x in t["wheel"]["inputs"]) and any(
+        "nccl" in x for x in t["wheel"]["inputs"]
+    )
+    assert {"python3.12-triton-3.8.0", "python3.12-cuda-bindings"} & set(t["wheel"]["propagated"])
 
 
 def test_variant_file_works_on_its_own(nix_bin: Path, facts: dict[str, Any]) -> None:
@@ -403,7 +458,7 @@ def test_variant_file_works_on_its_own(nix_bin: Path, facts: dict[str, Any]) -> 
 def test_flake_check_evaluates_every_output_but_no_variant(nix_bin: Path) -> None:
     """`nix flake check` evaluates every entry of a `hydraJobs` output, each a CUDA nixpkgs instance with a
     torch build: the jobs live in the jobset flake hydra/ instead, so the default check stays cheap."""
-    proc = nix(nix_bin, "flake", "check", "--no-build", "--override-input", "nixpkgs", f"path:{DOUBLE}")
+    proc = nix(nix_bin, "flake", "check", "--no-build", *overrides())
     for output in ("checks", "apps", "devShells", "overlays"):
         assert f"checking flake output '{output}'" in proc.stderr, output
     assert "checking flake output 'hydraJobs'" not in proc.stderr
@@ -415,15 +470,13 @@ def test_hydra_jobset_has_every_variant(nix_bin: Path) -> None:
         nix_bin,
         "eval",
         "--json",
-        "--override-input",
-        "sglang-matrix/nixpkgs",
-        f"path:{DOUBLE}",
+        *overrides("sglang-matrix/"),
         "./hydra#hydraJobs",
         "--apply",
         "j: builtins.mapAttrs (_: s: builtins.mapAttrs (_: d: d.drvPath) s) j",
     )
     jobs = json.loads(proc.stdout)
-    assert len(jobs) == 139
+    assert len(jobs) == 161
     assert list(jobs["sglang-sm90-avx512"]) == [SYSTEM] and list(jobs["sglang-sm90-armv9"]) == [
         "aarch64-linux"
     ]

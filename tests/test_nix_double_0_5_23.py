@@ -48,8 +48,9 @@ def test_default_sets_follow_all_packages(nix_bin: Path) -> None:
     """all-packages.nix of the era: cudaPackages = 12_9, cudaPackages_13 = 13_2; python3 = python314."""
     got = value(
         nix_bin,
-        f"let p = {pkgs()}; in [ p.cudaPackages.cudaMajorMinorVersion p.cudaPackages_13.cudaMajorMinorVersion "
-        "p.python3.pythonVersion p.python313.sitePackages p.python312.interpreter ]",
+        f"let p = {pkgs()}; in [ p.cudaPackages.cudaMajorMinorVersion "
+        "p.cudaPackages_13.cudaMajorMinorVersion p.python3.pythonVersion p.python313.sitePackages "
+        "p.python312.interpreter ]",
     )
     assert got[:4] == ["12.9", "13.2", "3.14", "lib/python3.13/site-packages"]
     assert str(got[4]).endswith("/bin/python3.12")
@@ -58,7 +59,8 @@ def test_default_sets_follow_all_packages(nix_bin: Path) -> None:
 def test_cuda_13_0_is_13_0_3(nix_bin: Path) -> None:
     """redistrib_13.0.3.json: the versions torch 2.14.1's pip pins match."""
     names = ["cuda_cudart", "cuda_nvrtc", "libcublas", "libcufft", "libcusparse"]
-    got = value(nix_bin, f"map (n: {pkgs()}.cudaPackages_13_0.${{n}}.version) {json.dumps(names).replace(',', '')}")
+    listed = " ".join(f'"{n}"' for n in names)
+    got = value(nix_bin, f"map (n: {pkgs()}.cudaPackages_13_0.${{n}}.version) [ {listed} ]")
     assert got == ["13.0.96", "13.0.88", "13.1.1.3", "12.0.0.61", "12.6.3.3"]
 
 
@@ -66,8 +68,9 @@ def test_nccl_follows_the_capabilities_and_redistributables_do_not(nix_bin: Path
     """nccl is built from source with flags' gencode (PTX for the last capability); cudart is not."""
     expr = (
         'map (caps: let c = (import ./. { system = "x86_64-linux"; config = { allowUnfree = true; '
-        "cudaCapabilities = caps; }; }).cudaPackages_13_0; in { n = c.nccl.drvPath; r = c.cuda_cudart.drvPath; "
-        'f = c.nccl.makeFlags; }) [ [ "9.0" ] [ "9.0" "10.0" ] ]'
+        "cudaCapabilities = caps; }; }).cudaPackages_13_0; in "
+        "{ n = c.nccl.drvPath; r = c.cuda_cudart.drvPath; f = c.nccl.makeFlags; }) "
+        '[ [ "9.0" ] [ "9.0" "10.0" ] ]'
     )
     one, two = value(nix_bin, expr)
     assert one["n"] != two["n"] and one["r"] == two["r"]
@@ -97,6 +100,7 @@ def test_names_pin_b_lacks_fail(nix_bin: Path) -> None:
     ):
         assert "attribute" in error(nix_bin, expr) and "missing" in error(nix_bin, expr)
     assert value(nix_bin, f"{pkgs()}.python313.pkgs.hf-xet.name") == "python3.13-hf-xet-0-double"
+    assert value(nix_bin, f"{pkgs()}.zlib.name") == "zlib-1.3.1"
 
 
 def test_compressed_tensors_checks_pull_accelerate(nix_bin: Path) -> None:

@@ -23,7 +23,7 @@ from conftest import ROOT
 from sglang_matrix.errors import SpecError
 from sglang_matrix.spec import load_spec
 from sglang_matrix.variants import resolve_variants
-from test_nix import DOUBLE, nix
+from test_nix import DOUBLE, DOUBLE_B, nix, overrides
 
 CLOSURE = """
 p: builtins.mapAttrs (_: env:
@@ -66,9 +66,7 @@ def closures(nix_bin: Path) -> dict[str, Any]:
             nix_bin,
             "eval",
             "--json",
-            "--override-input",
-            "nixpkgs",
-            f"path:{DOUBLE}",
+            *overrides(),
             f".#packages.{system}",
             "--apply",
             expr,
@@ -157,9 +155,8 @@ def test_checks_do_not_instantiate_any_variant(nix_bin: Path, tmp_path: Path) ->
         nix_bin,
         "eval",
         "--json",
-        "--override-input",
-        "nixpkgs",
-        f"path:{double}",
+        *["--override-input", "nixpkgs", f"path:{double}"],
+        *["--override-input", "nixpkgs-0_5_23", DOUBLE_B],
         ".#checks",
         "--apply",
         "c: builtins.mapAttrs (_: s: builtins.mapAttrs (_: d: d.drvPath) s) c",

@@ -159,6 +159,49 @@ BAD_SPECS = [
         r"wheels\.sglang\.license = 'apache2': not a nixpkgs lib\.licenses name known here",
         id="license-unknown",
     ),
+    # The 0.5.23 line: torch from its wheel, no ISAs, its own nixpkgs pin.
+    pytest.param(
+        'cuda = ["13.0"]\n',
+        'cuda = ["13.0"]\nisas = ["avx2"]\n',
+        r"lines\.\"0\.5\.23\"\.isas = \['avx2'\]: a line whose torch is a wheel has no ISAs",
+        id="wheel-torch-with-isas",
+    ),
+    pytest.param(
+        'short-name = "sglang-{line}-{target}-{arch}"',
+        'short-name = "sglang-{line}-{target}-{isa}"',
+        r"lines\.\"0\.5\.23\"\.short-name = .*: \{isa\} in a line without ISAs",
+        id="isa-placeholder-without-isas",
+    ),
+    pytest.param(
+        'short-name = "sglang-{line}-{target}-{arch}"',
+        'short-name = "sglang-{line}-{target}"',
+        r"lines\.\"0\.5\.23\"\.short-name = 'sglang-0_5_23-sm90': duplicate variant name",
+        id="names-collide-across-systems",
+    ),
+    pytest.param(
+        'source = "wheel"',
+        'source = "pip"',
+        r"lines\.\"0\.5\.23\"\.torch\.source = 'pip': must be one of nixpkgs, wheel",
+        id="torch-source-unknown",
+    ),
+    pytest.param(
+        'pname = "torch"\nversion = "2.14.1"',
+        'pname = "torch"\nversion = "2.14.0"',
+        r"lines\.\"0\.5\.23\"\.wheels\.torch\.version = '2\.14\.0': must be lines",
+        id="torch-wheel-version-differs",
+    ),
+    pytest.param(
+        'input = "nixpkgs-0_5_23"',
+        'input = "nixpkgs"',
+        r"lines\.\"0\.5\.23\"\.nixpkgs\.input = 'nixpkgs': a flake input name of its own",
+        id="line-input-not-its-own",
+    ),
+    pytest.param(
+        'rev = "494ce7fd23ff6a5dff39e1fb11e9b6f2ac74bf25"',
+        'rev = "494ce7fd"',
+        r"lines\.\"0\.5\.23\"\.nixpkgs\.rev = '494ce7fd': must be a 40-digit",
+        id="line-rev-short",
+    ),
 ]
 
 
@@ -190,6 +233,7 @@ def test_the_spec_yields_the_seed_matrix_and_the_full_one(root: Path) -> None:
         v = by_name[name]
         assert (v.python, v.cuda, v.system) == ("3.12", "12.8", "x86_64-linux")
         assert v.long_name == name.replace("sglang-", "sglang-python312-cuda12_8-")
+    variants = [v for v in variants if v.line == "0.5.9"]
     assert len(variants) == 139 >= 88  # at least the peer vLLM matrix
     assert len({v.long_name for v in variants}) == 139
     # Short names only for the default Python and CUDA; the rest go by their long name.
@@ -216,6 +260,40 @@ def test_the_spec_yields_the_seed_matrix_and_the_full_one(root: Path) -> None:
     assert (
         by_name["sglang-python313-cuda12_8-sm90-avx2"].wheels["xgrammar"].startswith("xgrammar-0.1.27-cp313")
     )
+
+
+def test_the_0_5_23_line_is_one_variant_per_system_and_target(root: Path) -> None:
+    """torch from its wheel: no ISA axis, names with {arch}, one nixpkgs instance per system and CUDA whose
+    capabilities cover every target, and per-target pruning as before."""
+    spec = load_spec(root / "matrix.toml")
+    everything = resolve_variants(spec)
+    variants = [v for v in everything if v.line == "0.5.23"]
+    by_name = {v.name: v for v in variants}
+    # x86_64: 8 targets, aarch64 (Grace): 3; Python 3.12 (short names) and 3.13.
+    assert len(variants) == 22 and len(everything) == 161
+    assert {v.isa for v in variants} == {None} and {v.cuda for v in variants} == {"13.0"}
+    assert not [v for v in variants if v.target in ("sm61", "sm75")]
+    sm90 = by_name["sglang-0_5_23-sm90-x86_64"]
+    assert by_name["sglang-0_5_23-sm90-aarch64"].system == "aarch64-linux"
+    assert sm90.long_name == "sglang-0_5_23-python312-cuda13_0-sm90-x86_64"
+    assert sm90.cflags == () and sm90.gcc_arch is None and sm90.torch_nvcc_flags == ()
+    assert sm90.versions["torch"] == "2.14.1" and sm90.wheels["torch"].startswith("torch-2.14.1-cp312-cp312")
+    # One instance per (input, system, CUDA): torch and NCCL are one store path for all its targets.
+    x86 = {v.nixpkgs_key for v in variants if v.system == "x86_64-linux" and v.python == "3.12"}
+    assert x86 == {"nixpkgs-0_5_23-x86_64-linux-cuda13.0"}
+    assert sm90.instance_capabilities == ("7.5", "8.0", "8.6", "8.9", "9.0", "10.0", "10.3", "12.0")
+    assert by_name["sglang-0_5_23-sm90-aarch64"].instance_capabilities == ("9.0", "10.0", "10.3")
+    # Pruning per target: FA3 (x86_64 only) for 8.x/9.0, FlashMLA for 9.0/10.x, sgl-flash-mla's wheel too.
+    assert "sgl_kernel/flash_ops.abi3.so" not in sm90.pruned["sglang-kernel"]
+    assert "sgl_kernel/flash_ops.abi3.so" in by_name["sglang-0_5_23-sm100-x86_64"].pruned["sglang-kernel"]
+    assert (
+        "sgl-flash-mla" in sm90.wheels and "sgl-flash-mla" not in by_name["sglang-0_5_23-sm120-x86_64"].wheels
+    )
+    # The 0.5.9 line keeps its default, its names and its Nix record shape (no new keys).
+    assert spec.default_variant == "sglang-sm90-avx512"
+    old = next(v for v in everything if v.name == "sglang-sm90-avx512")
+    assert not {"nixpkgsInput", "torchSource", "instanceCapabilities"} & set(old.to_json())
+    assert sm90.to_json()["nixpkgsInput"] == "nixpkgs-0_5_23" and sm90.to_json()["torchSource"] == "wheel"
 
 
 def test_show_json_resolves_everything(cli) -> None:

@@ -38,6 +38,7 @@
   "jsonschema"
   "loguru"
   "mistral-common"
+  "protobuf"
   "msgspec"
   "nbconvert"
   "nbformat"

@@ -15,6 +15,8 @@ let
       replaceStrings
       ;
     concatMap = f: list: builtins.concatLists (map f list);
+    # nixpkgs: lib/lists.nix (`concatLists = builtins.concatLists`).
+    concatLists = builtins.concatLists;
     concatMapStringsSep = sep: f: list: concatStringsSep sep (map f list);
     concatMapStrings = f: list: concatStringsSep "" (map f list);
     hasPrefix = prefix: s: builtins.substring 0 (builtins.stringLength prefix) s == prefix;
@@ -114,6 +116,11 @@ let
       # nixpkgs: lib/licenses.nix. CUDA's redistributables carry nvidiaCudaRedist (free = false).
       unfree = {
         shortName = "unfree";
+        free = false;
+      };
+      # nixpkgs: lib/licenses.nix (shortName "unfree-redistributable"); NVIDIA's CUTLASS DSL wheels.
+      unfreeRedistributable = {
+        shortName = "unfree-redistributable";
         free = false;
       };
       nvidiaCudaRedist = {
