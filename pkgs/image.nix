@@ -14,7 +14,8 @@
 # - Runs as uid/gid 1000 (`sglang`), with /models (the Hugging Face cache, HF_HUB_CACHE) as a volume, and
 #   the caches (FlashInfer's JIT, the resolved model, the driver links) under /models/.cache so a restart
 #   keeps them.
-# - Labels: the variant, its capabilities, its CUDA and the drivers it needs ([cuda-drivers] in matrix.toml).
+# - Labels: the variant, its ISA ("any" where it has none), its capabilities, its CUDA and the drivers it
+#   needs ([cuda-drivers] in matrix.toml).
 {
   lib,
   dockerTools,
@@ -54,7 +55,9 @@ let
     "sglang-matrix.long-name" = variant.longName;
     "sglang-matrix.system" = variant.system;
     "sglang-matrix.target" = variant.target;
-    "sglang-matrix.isa" = variant.isa;
+    # A variant without an ISA (its torch is a prebuilt wheel) runs on any CPU of its system; a label value
+    # must be a string. The ISA variants' labels, and so their derivations, stay as they were.
+    "sglang-matrix.isa" = if variant.isa == null then "any" else variant.isa;
     "sglang-matrix.python" = variant.python;
     "sglang-matrix.torch" = variant.versions.torch;
     "sglang-matrix.capabilities" = lib.concatStringsSep " " variant.capabilities;

@@ -59,11 +59,15 @@ def test_every_variant_has_an_image_under_both_names(images) -> None:
         labels = short["args"]["config"]["Labels"]
         minimum, full = k8s.min_driver(spec, v)
         assert labels["sglang-matrix.variant"] == v.name
+        # A variant without an ISA (0.5.23: torch is a prebuilt wheel) says "any": a label is a string.
+        assert labels["sglang-matrix.isa"] == (v.isa if v.isa is not None else "any"), v.name
+        assert all(isinstance(value, str) for value in labels.values()), v.name
         assert labels["sglang-matrix.capabilities"].split() == list(v.capabilities)
         assert labels["sglang-matrix.cuda"] == v.cuda
         assert labels["sglang-matrix.driver.minimum"] == minimum
         assert labels["sglang-matrix.driver.full"] == full
         assert labels["org.opencontainers.image.version"] == v.versions["sglang"]
+    assert any(v.isa is None for v in variants) and any(v.isa is not None for v in variants)
     # Short and long names (a variant outside the default Python and CUDA has only its long name).
     assert sum(len(m) for m in images.values()) == sum(len({v.name, v.long_name}) for v in variants)
     # Images of different variants are different images.

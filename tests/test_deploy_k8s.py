@@ -182,6 +182,24 @@ def test_names_and_labels_follow_kubernetes_syntax(rendered) -> None:
                 assert LABEL_VALUE.fullmatch(value) and len(value) <= 63, (name, value)
 
 
+def test_the_isa_label_of_a_variant_without_an_isa_is_any(variants, rendered) -> None:
+    """0.5.23's variants have no ISA (torch is a prebuilt wheel): their label says `any`, others their ISA."""
+    seen = set()
+    for v in variants:
+        labels = by_kind(rendered[v.name], "Deployment")["metadata"]["labels"]
+        assert labels["sglang-matrix/isa"] == (v.isa.replace("_", "-") if v.isa else "any"), v.name
+        seen.add(v.isa is None)
+    assert seen == {True, False}
+    proc = run_cli("k8s", "sglang-0_5_23-sm100-aarch64")
+    assert proc.returncode == 0, proc.stderr
+    deployment = by_kind(list(yaml.safe_load_all(proc.stdout)), "Deployment")
+    assert deployment["metadata"]["labels"]["sglang-matrix/isa"] == "any"
+    assert schedulable(deployment, gfd_node("10.0", "arm64"))
+    assert not schedulable(deployment, gfd_node("10.0", "amd64"))
+    annotations = deployment["metadata"]["annotations"]
+    assert (annotations["sglang-matrix/cuda"], annotations["sglang-matrix/driver-minimum"]) == ("13.0", "580")
+
+
 # ---- escaping --------------------------------------------------------------------------------------------
 
 
@@ -213,15 +231,21 @@ def test_a_hostile_model_name_stays_one_value(spec, variants) -> None:
 
 def test_committed_files_match_the_spec(spec, variants) -> None:
     planned = k8s.render_k8s(spec, variants, render.environment(ROOT))
-    # One file per GPU target of the default variant's Python, CUDA, system and ISA.
+    # One file per GPU target of the default variant's Python, CUDA, system and ISA; and of the 0.5.23 line
+    # (no ISA) one per target of its own default Python and CUDA on that system.
     default = next(v for v in variants if v.name == spec.default_variant)
     same = [
         v
         for v in variants
         if (v.python, v.cuda, v.system, v.isa) == (default.python, default.cuda, default.system, default.isa)
     ]
-    assert sorted(planned) == sorted(k8s.k8s_file(v) for v in same)
-    assert len(planned) == len({v.target for v in same}) == 9
+    new = [
+        v
+        for v in variants
+        if (v.line, v.python, v.cuda, v.system, v.isa) == ("0.5.23", "3.12", "13.0", default.system, None)
+    ]
+    assert sorted(planned) == sorted(k8s.k8s_file(v) for v in same + new)
+    assert len(planned) == len({v.target for v in same}) + len({v.target for v in new}) == 9 + 8
     for path, content in planned.items():
         assert (ROOT / path).read_text(encoding="utf-8") == content, (
             f"{path} drifted: run `sglang-matrix render`"

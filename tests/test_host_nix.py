@@ -17,7 +17,13 @@ from sglang_matrix.host.record import matrix_from_spec
 from sglang_matrix.spec import load_spec
 
 DOUBLE = ROOT / "tests" / "nixpkgs-double"
-NAMES = ("sglang-sm90-avx512", "sglang-python313-cuda12_9-all-avx2", "sglang-sm100-armv9")
+NAMES = (
+    "sglang-sm90-avx512",
+    "sglang-python313-cuda12_9-all-avx2",
+    "sglang-sm100-armv9",
+    "sglang-0_5_23-sm90-x86_64",
+    "sglang-0_5_23-sm100-aarch64",
+)
 
 FACTS = """
 ps: builtins.mapAttrs (_: env: {
@@ -26,8 +32,8 @@ ps: builtins.mapAttrs (_: env: {
   cudaHome = "${env.cudaHome}";
   interpreter = env.python.interpreter;
 }) {
-  inherit (ps.x86_64-linux) sglang-sm90-avx512 sglang-python313-cuda12_9-all-avx2;
-  inherit (ps.aarch64-linux) sglang-sm100-armv9;
+  inherit (ps.x86_64-linux) sglang-sm90-avx512 sglang-python313-cuda12_9-all-avx2 sglang-0_5_23-sm90-x86_64;
+  inherit (ps.aarch64-linux) sglang-sm100-armv9 sglang-0_5_23-sm100-aarch64;
 }
 """
 
@@ -44,7 +50,9 @@ def template_regex() -> re.Pattern[str]:
     for match in PLACEHOLDER_RE.finditer(text):
         out.append(re.escape(text[at : match.start()]))
         name = match.group(1)
-        out.append(f"(?P={name})" if name in seen else f"(?P<{name}>[^\\n]*?)")
+        # driverExports is a block of lines (empty without triton); every other value is one line.
+        value = ".*?" if name == "driverExports" else "[^\\n]*?"
+        out.append(f"(?P={name})" if name in seen else f"(?P<{name}>{value})")
         seen.add(name)
         at = match.end()
     out.append(re.escape(text[at:]))
@@ -63,7 +71,7 @@ def test_launchers_are_the_template_filled(evaluated: dict[str, Any]) -> None:
             assert values["python"] == env["interpreter"]
             search = r"/nix/store/[a-z0-9]{32}-sglang-matrix-driver-search"
             assert re.fullmatch(search, values["driverSearch"]), values
-            record = r"/nix/store/[a-z0-9]{32}-sglang-python3\d+-cuda\d+_\d+-\S+-record\.json"
+            record = r"/nix/store/[a-z0-9]{32}-sglang-(0_5_23-)?python3\d+-cuda\d+_\d+-\S+-record\.json"
             assert re.fullmatch(record, values["record"]), values
             assert values["variant"] == name
             if entry == "sglang-serve":
@@ -76,5 +84,12 @@ def test_launchers_are_the_template_filled(evaluated: dict[str, Any]) -> None:
 
 def test_records_match_the_spec(evaluated: dict[str, Any]) -> None:
     spec = load_spec(ROOT / "matrix.toml")
+    assert set(evaluated) == set(NAMES)
     for name, env in evaluated.items():
         assert json.loads(env["record"]) == matrix_from_spec(spec, name).to_json(), name
+    # A variant without an ISA: null, no CPU flags; the record holds its own line only.
+    record = json.loads(evaluated["sglang-0_5_23-sm90-x86_64"]["record"])
+    mine = next(v for v in record["variants"] if v["name"] == "sglang-0_5_23-sm90-x86_64")
+    assert (mine["isa"], mine["cpuFeatures"]) == (None, [])
+    assert {v["line"] for v in record["variants"]} == {"0.5.23"}
+    assert record["cudaDrivers"]["minimum"]["13"] == "580"

@@ -296,3 +296,95 @@ def test_record_round_trip_and_validation() -> None:
     with pytest.raises(Exception, match="is not a driver version"):
         parse_record(data, "r")
     assert load_record  # the file form is exercised through sglang-serve above
+
+
+# ---- the 0.5.23 line: no ISA, CUDA 13 ---------------------------------------------------------------------
+
+SM90_0523 = "sglang-0_5_23-sm90-x86_64"
+
+
+def nix_shaped_record(tmp_path: Path, name: str) -> Path:
+    """The record as pkgs/sglang-env.nix writes it for `name`: the variants of its line and system, `isa`
+    null and `cpuFeatures` [] where the variant has no ISA (lib/'s view of the same spec)."""
+    spec = load_spec(ROOT / "matrix.toml")
+    matrix = matrix_from_spec(spec, name)
+    data = matrix.to_json()
+    path = tmp_path / "record.json"
+    path.write_text(json.dumps(data))
+    return path
+
+
+def test_a_variant_without_an_isa_runs_on_any_cpu_with_a_580_driver(tmp_path: Path, stubs: Stubs) -> None:
+    """The laptop CPU has no AVX-512 and the record says nothing of an ISA: only the driver and GPU matter."""
+    root = host(tmp_path, stubs, cpu="laptop", release="580.65.06")
+    record = nix_shaped_record(tmp_path, SM90_0523)
+    data = json.loads(record.read_text())
+    entry = next(v for v in data["variants"] if v["name"] == SM90_0523)
+    assert (entry["isa"], entry["cpuFeatures"], entry["cuda"]) == (None, [], "13.0")
+    assert {v["line"] for v in data["variants"]} == {"0.5.23"}
+    assert {v["system"] for v in data["variants"]} == {"x86_64-linux"}
+    done = serve(root, SGLANG_MATRIX_RECORD=str(record), **stub_env(H100, cuda=13000))
+    assert (done.returncode, done.stderr) == (0, ""), done.stdout + done.stderr
+    lines = done.stdout.splitlines()
+    assert lines[0] == f"preflight for {SM90_0523}"
+    assert lines[1] == f"ok: {SM90_0523} has no ISA: it runs on any x86_64-linux CPU"
+    assert f"ok: driver 580.65.06 (CUDA 13.0) runs {SM90_0523} (CUDA 13.0) fully" in lines
+    # The same from the spec, by name, as --json.
+    done = serve(root, "--json", "--variant", SM90_0523, **stub_env(H100, cuda=13000))
+    report = json.loads(done.stdout)
+    assert report["ok"] is True and report["variant"] == SM90_0523
+    assert [f["level"] for f in report["findings"]] == ["ok"] * 4
+
+
+def test_a_driver_older_than_580_is_refused_for_a_cuda_13_variant(tmp_path: Path, stubs: Stubs) -> None:
+    """575 (CUDA 12.9) cannot run CUDA 13 code at all: refused, naming 580 (and 13.0's GA driver); no
+    variant of the line is built for an older CUDA, so none is offered."""
+    root = host(tmp_path, stubs, release="575.57.08")
+    record = nix_shaped_record(tmp_path, SM90_0523)
+    for args, env in ((("--variant", SM90_0523), {}), ((), {"SGLANG_MATRIX_RECORD": str(record)})):
+        done = serve(root, *args, **env, **stub_env(H100, cuda=12090))
+        assert done.returncode == 2, done.stdout
+        assert refusals(done) == [
+            f"driver 575.57.08 (CUDA 12.9) cannot run {SM90_0523} (CUDA 13.0): update the driver to ≥ 580 "
+            "(≥ 580.65.06 for full 13.0 support)"
+        ]
+    # With no driver at all, the message names the same driver.
+    bare = tmp_path / "bare"
+    (bare / "proc").mkdir(parents=True)
+    (bare / "proc" / "cpuinfo").write_text((CPUINFO / "h100.cpuinfo").read_text())
+    done = serve(bare, "--variant", SM90_0523)
+    (line,) = refusals(done)
+    assert (
+        f"install the NVIDIA driver ({SM90_0523} needs a driver ≥ 580, ≥ 580.65.06 for full CUDA 13.0" in line
+    )
+
+
+def test_a_0_5_23_gpu_refusal_names_a_variant_of_the_same_line(tmp_path: Path, stubs: Stubs) -> None:
+    root = host(tmp_path, stubs, release="580.65.06")
+    done = serve(root, "--variant", SM90_0523, **stub_env("NVIDIA A40:8.6", cuda=13000))
+    assert done.returncode == 2
+    assert refusals(done) == [
+        f"GPU 0 (NVIDIA A40, capability 8.6) cannot run {SM90_0523}, built for 9.0 only: "
+        "use sglang-0_5_23-sm86-x86_64 (8.6)"
+    ]
+    # An aarch64 variant of the line on this x86_64 host.
+    done = serve(root, "--variant", "sglang-0_5_23-sm90-aarch64", **stub_env(H100, cuda=13000))
+    assert refusals(done) == [
+        "sglang-0_5_23-sm90-aarch64 is built for aarch64-linux; this host is x86_64-linux"
+    ]
+
+
+def test_the_record_lists_only_its_own_line_and_takes_null_isa() -> None:
+    spec = load_spec(ROOT / "matrix.toml")
+    old, new = matrix_from_spec(spec, SM90), matrix_from_spec(spec, SM90_0523)
+    assert {v.line for v in old.variants} == {"0.5.9"} and {v.line for v in new.variants} == {"0.5.23"}
+    assert parse_record(json.loads(json.dumps(new.to_json())), "r").to_json() == new.to_json()
+    assert new.current.isa is None and new.current.cpu_features == ()
+    data = new.to_json()
+    data["variants"][0]["isa"] = ""
+    with pytest.raises(Exception, match=r"variants\[0\]\.isa: must be a non-empty string or null"):
+        parse_record(data, "r")
+    data["variants"][0]["isa"] = None
+    data["variants"][0]["python"] = None
+    with pytest.raises(Exception, match=r"variants\[0\]\.python: must be a non-empty string$"):
+        parse_record(data, "r")

@@ -64,6 +64,19 @@ def cut_spec(
         targets=targets,
         isas=["avx2", "avx512"],
     )
+    # Only the 0.5.9 line (the wheel-torch line is planned on the real spec below).
+    text = re.sub(r"(?ms)^# -+\n# SGLang 0\.5\.23 .*?(?=^# -+\n# Build-cost weights)", "", text)
+    assert '[lines."0.5.23"' not in text
+    # Spec tables that name that line's wheels (jit-headers.roots) keep only the 0.5.9 line's.
+    wheels = set(re.findall(r'(?m)^\[lines\."0\.5\.9"\.wheels\.([A-Za-z0-9_-]+)\]', text))
+    roots = re.search(r"(?ms)^\[jit-headers\.roots\]\n(.*?)(?=^\[)", text)
+    if roots:
+        kept = [
+            line
+            for line in roots.group(1).splitlines(keepends=True)
+            if not re.match(r"[A-Za-z0-9_-]+ =", line) or line.split(" =")[0] in wheels
+        ]
+        text = text[: roots.start(1)] + "".join(kept) + text[roots.end(1) :]
     text = re.sub(r'(?ms)^\[\[lines\."0\.5\.9"\.exclude\]\]\n.*?\n(?=\[|#)', "", text)
     assert ".exclude]]" not in text
     text = re.split(r"(?m)^# -+\n# Build-cost weights", text)[0]
@@ -186,8 +199,9 @@ def test_real_spec_weights_and_fat_builds() -> None:
     weights = load_weights(spec)
     assert weights.reference_cores == 16 and weights.torch_disk_gb == 30
     plan = make_plan(spec)
-    fat = plan.item("torch", torch_key(next(v for v in plan.variants if v.target == "all")))
-    thin = plan.item("torch", torch_key(next(v for v in plan.variants if v.target == "sm90")))
+    source = [v for v in plan.variants if v.torch_source == "nixpkgs"]
+    fat = plan.item("torch", torch_key(next(v for v in source if v.target == "all")))
+    thin = plan.item("torch", torch_key(next(v for v in source if v.target == "sm90")))
     assert fat.hours == pytest.approx(7 * thin.hours)  # the seed: "all" is about 7x one SM
 
 
@@ -198,28 +212,47 @@ def test_real_spec_counts_agree_with_the_variants() -> None:
     plan = make_plan(spec)
     variants = resolve_variants(spec)
     assert [v.name for v in plan.variants] == [v.name for v in variants]
+    source = [v for v in variants if v.torch_source == "nixpkgs"]
+    wheel = [v for v in variants if v.torch_source == "wheel"]
+    assert source and wheel  # both release lines
     # One torch build per system, capability set, ISA, CUDA, Python and torch version; one set of CUDA
     # libraries per system, CUDA and capability set (ISA and Python do not change them).
-    torch_builds = {
-        (v.system, v.capabilities, v.isa, v.cuda, v.python, v.versions["torch"]) for v in variants
-    }
-    cuda_libs = {(v.system, v.cuda, v.capabilities) for v in variants}
+    torch_builds = {(v.system, v.capabilities, v.isa, v.cuda, v.python, v.versions["torch"]) for v in source}
+    # A wheel torch: one patched copy per system, CUDA and Python, and one shared nixpkgs instance (NCCL)
+    # per system and CUDA, whatever the target.
+    torch_wheels = {(v.system, v.cuda, v.python, v.versions["torch"]) for v in wheel}
+    instances = {(v.system, v.cuda): v.instance_capabilities for v in wheel}
+    cuda_libs = {(v.system, v.cuda, v.capabilities) for v in source}
     kinds = [it.kind for it in plan.items]
     assert kinds.count("torch") == len(torch_builds)
     assert kinds.count("torchvision") == len(torch_builds)
-    assert kinds.count("cuda-libs") == len(cuda_libs)
+    assert kinds.count("torch-wheel") == len(torch_wheels)
+    assert kinds.count("cuda-libs") == len(cuda_libs) + len(instances)
     assert kinds.count("variant") == len(variants)
     assert kinds.count("pure-wheels") == len({(v.system, v.line) for v in variants})
-    # each variant is in exactly one item of each kind
-    for kind in ("cuda-libs", "torch", "torchvision", "variant", "pure-wheels"):
+    # each variant is in exactly one item of each kind it needs
+    for kind, needing in (
+        ("cuda-libs", variants),
+        ("torch", source),
+        ("torchvision", source),
+        ("torch-wheel", wheel),
+        ("variant", variants),
+        ("pure-wheels", variants),
+    ):
         names = [name for it in plan.items if it.kind == kind for name in it.variants]
-        assert sorted(names) == sorted(v.name for v in variants), kind
+        assert sorted(names) == sorted(v.name for v in needing), kind
     # the totals are the weights times those counts
     torch_hours = sum(len(caps) * weights.torch_hours_per_capability for _, caps, *_ in torch_builds)
     assert sum(it.hours for it in plan.items if it.kind == "torch") == pytest.approx(torch_hours)
+    nccl_hours = sum(len(caps) * weights.nccl_hours_per_capability for caps in instances.values())
+    wheel_libs = [
+        it for it in plan.items if it.kind == "cuda-libs" and it.key in {v.nixpkgs_key for v in wheel}
+    ]
+    assert sum(it.hours for it in wheel_libs) == pytest.approx(nccl_hours)
     assert plan.total_disk_gb == pytest.approx(
-        len(cuda_libs) * weights.cuda_libs_disk_gb
+        (len(cuda_libs) + len(instances)) * weights.cuda_libs_disk_gb
         + len(torch_builds) * (weights.torch_disk_gb + weights.torchvision_disk_gb)
+        + len(torch_wheels) * weights.torch_wheel_disk_gb
         + len(variants) * weights.variant_disk_gb
         + kinds.count("pure-wheels") * weights.pure_wheels_disk_gb
     )
@@ -235,7 +268,7 @@ def test_json_output(tmp_path: Path) -> None:
     assert result.exit_code == 0, result.output
     data = json.loads(result.output)
     assert data["variants"] == ["sglang-sm90-avx512"]
-    assert data["totals"] == {"items": 5, "torchBuilds": 1, "hours": 1.92, "diskGb": 14.5}
+    assert data["totals"] == {"items": 5, "torchBuilds": 1, "torchWheels": 0, "hours": 1.92, "diskGb": 14.5}
     assert data["local"]["command"] == (
         "nix build --max-jobs 2 --cores 16 --print-build-logs .#sglang-sm90-avx512"
     )
@@ -465,3 +498,81 @@ def test_machines_file_missing_exits_2(tmp_path: Path) -> None:
     result = run(cut_spec(tmp_path, ["sm90"]), "--builders", str(tmp_path / "nope"))
     assert result.exit_code == 2
     assert result.output.strip() == f"sglang-matrix: {tmp_path / 'nope'}: no such machines file"
+
+
+# ---------------------------------------------------------------------------------------------------------
+# A line whose torch is a prebuilt wheel (0.5.23), on the real spec
+
+
+WHEEL_NAMES = (
+    "sglang-0_5_23-sm90-x86_64",
+    "sglang-0_5_23-all-x86_64",
+    "sglang-0_5_23-python313-cuda13_0-sm90-x86_64",
+    "sglang-0_5_23-sm90-aarch64",
+)
+
+
+def test_a_wheel_torch_costs_no_source_build() -> None:
+    spec_path = ROOT / "matrix.toml"
+    spec = load_spec(spec_path)
+    w = load_weights(spec)
+    result = run(spec_path, "--json", *WHEEL_NAMES)
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.output)
+    kinds = [it["kind"] for it in data["items"]]
+    # No torch or torchvision source build, no torch-hours-per-capability anywhere.
+    assert "torch" not in kinds and "torchvision" not in kinds
+    assert data["totals"]["torchBuilds"] == 0 and data["totals"]["torchWheels"] == 3
+    items = {(it["kind"], it["key"]): it for it in data["items"]}
+    # One patched torch per system, CUDA and Python: sm90 and all share x86_64's Python 3.12 one.
+    x86 = items[("torch-wheel", "nixpkgs-0_5_23-x86_64-linux-cuda13.0-python3.12-torch2.14.1-wheel")]
+    assert x86["variants"] == ["sglang-0_5_23-sm90-x86_64", "sglang-0_5_23-all-x86_64"]
+    assert (x86["hours"], x86["diskGb"]) == (w.torch_wheel_hours, w.torch_wheel_disk_gb)
+    # One nixpkgs instance per system and CUDA for every target (NCCL for the union of capabilities).
+    libs = items[("cuda-libs", "nixpkgs-0_5_23-x86_64-linux-cuda13.0")]
+    assert libs["variants"] == [
+        "sglang-0_5_23-sm90-x86_64",
+        "sglang-0_5_23-all-x86_64",
+        "sglang-0_5_23-python313-cuda13_0-sm90-x86_64",
+    ]
+    x86_caps = next(v for v in resolve_variants(spec) if v.name == WHEEL_NAMES[0]).instance_capabilities
+    assert len(x86_caps) == 8  # 7.5 (all) through 12.0, 10.3 included
+    assert libs["hours"] == pytest.approx(8 * w.nccl_hours_per_capability, abs=1e-3)
+    arm = items[("cuda-libs", "nixpkgs-0_5_23-aarch64-linux-cuda13.0")]
+    assert arm["hours"] == pytest.approx(3 * w.nccl_hours_per_capability, abs=1e-3)  # 9.0, 10.0, 10.3
+    # No builder feature: torch-bin-style wheels and NCCL set no requiredSystemFeatures.
+    assert all(it["requiredSystemFeatures"] == [] for it in data["items"])
+    # A single-SM and the fat variant cost the same: the device code is prebuilt.
+    per = data["perVariant"]
+    chain = 8 * w.nccl_hours_per_capability + w.torch_wheel_hours + w.variant_hours + w.pure_wheels_hours
+    assert per["sglang-0_5_23-sm90-x86_64"]["hours"] == per["sglang-0_5_23-all-x86_64"]["hours"]
+    assert per["sglang-0_5_23-sm90-x86_64"]["hours"] == pytest.approx(chain, abs=1e-3)
+    assert per["sglang-0_5_23-sm90-x86_64"]["ciTimeoutMinutes"] == 60 * -(-chain * w.ci_timeout_factor // 1)
+    text = run(spec_path, *WHEEL_NAMES).output
+    assert "4 variants, 0 torch builds and 3 torch wheel(s) to patch" in text
+    assert "torch-wheel" in text
+
+
+def test_a_wheel_torch_line_leaves_the_source_line_s_costs_alone() -> None:
+    spec = load_spec(ROOT / "matrix.toml")
+    alone = make_plan(spec, ["sglang-sm90-avx512", "sglang-all-avx2"])
+    both = make_plan(spec, ["sglang-sm90-avx512", "sglang-all-avx2", *WHEEL_NAMES])
+    for v in alone.variants:
+        assert both.variant_hours(v) == alone.variant_hours(v)
+        assert ci_timeout_minutes(both, v) == ci_timeout_minutes(alone, v)
+    assert both.total_hours == pytest.approx(
+        alone.total_hours + make_plan(spec, list(WHEEL_NAMES)).total_hours
+    )
+
+
+def test_a_wheel_torch_variant_needs_no_big_parallel_or_gccarch_builder(tmp_path: Path) -> None:
+    machines = tmp_path / "machines"
+    machines.write_text("ssh://plain x86_64-linux,aarch64-linux - 4 1\n", encoding="utf-8")
+    result = run(ROOT / "matrix.toml", "--json", "--builders", str(machines), *WHEEL_NAMES)
+    assert result.exit_code == 0, result.output
+    (builder,) = json.loads(result.output)["builders"]
+    assert sorted(builder["variants"]) == sorted(WHEEL_NAMES)
+    # The same plain builder cannot take a source-torch variant.
+    result = run(ROOT / "matrix.toml", "--builders", str(machines), "sglang-sm90-avx512")
+    assert result.exit_code == 2
+    assert f"needs system feature {BIG_PARALLEL}" in result.output

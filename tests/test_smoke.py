@@ -358,6 +358,56 @@ def test_a_pruned_sgl_kernel_without_its_gpu_is_skipped_not_failed(cli, tmp_path
     assert by_id(report)["import:sgl_kernel"]["status"] == "failed"
 
 
+SM90_0523 = "sglang-0_5_23-sm90-x86_64"
+
+
+def test_a_variant_without_an_isa_is_never_blamed_on_the_cpu(cli, tmp_path: Path) -> None:
+    """0.5.23's variants have no ISA (torch is a prebuilt wheel): on a CPU without AVX-512 a SIGILL is a real
+    failure and the GPU checks are not skipped for the CPU; its pruned sglang-kernel (the 0.5.23 name of
+    sgl-kernel) is still recognised when no GPU of its targets is visible."""
+    modules = {
+        "torch": "import os, signal\nos.kill(os.getpid(), signal.SIGILL)\n",
+        "sgl_kernel": 'raise ImportError("[sgl_kernel] CRITICAL: Could not load any common_ops library!")\n',
+    }
+    own = {"name": SM90_0523, "capabilities": ["9.0"], "python": "3.12", "isa": None, "target": "sm90"}
+    result = fake_result(tmp_path / "r", modules=modules, variant=own)
+    args = [str(result), "--variant", SM90_0523, "--cpuinfo", str(LAPTOP_CPU)]
+    _, report = smoke_json(cli, *args, "--nvidia-smi-output", str(no_driver(tmp_path)))
+    assert report["variant"]["isa"] is None and report["variant"]["cpuFeatures"] == []
+    checks = by_id(report)
+    assert checks["variant"]["status"] == "passed"  # RESULT's own isa null agrees with the spec's
+    assert checks["import:torch"]["status"] == "failed"
+    assert checks["import:torch"]["reason"] == "killed by SIGILL"
+    assert checks["import:sgl_kernel"]["status"] == "skipped"
+    assert checks["import:sgl_kernel"]["reason"] == (
+        f"{SM90_0523} prunes sgl_kernel/sm100, sgl_kernel/infllm_ops.cpython-310-*.so (dead code for 9.0); "
+        "it loads only on a GPU of its targets, and none is visible"
+    )
+    # The text report says the same.
+    text = cli("smoke", *args, "--nvidia-smi-output", str(no_driver(tmp_path)))
+    assert "killed by SIGILL" in text.stdout and "lacks" not in text.stdout
+
+
+def test_the_gpu_gate_ignores_the_cpu_for_a_variant_without_an_isa(root: Path) -> None:
+    from sglang_matrix.smoke.variant import variant_from_json, variant_from_spec
+    from sglang_matrix.spec import load_spec
+
+    spec = load_spec(root / "matrix.toml")
+    variant = variant_from_spec(spec, SM90_0523)
+    assert (variant.isa, variant.cpu_features) == (None, ())
+    h100 = ((0, "H100", "9.0"),)
+    assert gpu_gate(host(h100, flags=()), variant, None, None) == (0, [])
+    assert gpu_gate(host(h100, flags=()), SM90, None, None)[1] == [
+        "this CPU lacks AVX-512 (avx512f avx512bw)"
+    ]
+    # sglang-kernel's accepted gap (no code below sm_80) reaches the sgl-kernel GPU check of 0.5.23.
+    fat = variant_from_spec(spec, "sglang-0_5_23-all-x86_64")
+    assert "7.5" in fat.gaps["gpu:sgl-kernel"]
+    # RESULT's own JSON, as the Nix side writes it (isa null).
+    own = variant_from_json(variant.data, "result")
+    assert (own.isa, own.cpu_features) == (None, ())
+
+
 def test_behind_the_real_launcher_a_missing_module_still_fails(cli, tmp_path: Path) -> None:
     """RESULT's bin/python3 is the real launcher (pkgs/launcher.bash) in front of the fake interpreter: on a
     host without a driver it notes so on stderr, naming libcuda.so.1; that note must not turn a real import
@@ -507,102 +557,57 @@ def test_junit_counts_match_the_report(tmp_path: Path) -> None:
 
 
 # ------------------------------------------------------------------------------------------------ a real venv
+# The rehearsal's environment of 0.5.9's default variant (conftest.rehearsed_env, shared with `sglang-matrix
+# rehearse`'s tests): sglang's real closure as the variant installs it, with pip's local CPU torch standing in
+# for the variant's CUDA torch. Its python is this one (3.11), not the variant's 3.12.
 
-TORCH_VERSION = "2.13.0"
-WHEELS = ("sglang==0.5.9", "xgrammar==0.1.27", "apache-tvm-ffi==0.1.9")
-
-
-def _pip(python: str, *args: str, timeout: int = 900) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [python, "-m", "pip", *args], capture_output=True, text=True, timeout=timeout, check=False
-    )
-
-
-def _last(proc: subprocess.CompletedProcess[str]) -> str:
-    lines = [line for line in (proc.stderr + proc.stdout).splitlines() if line.strip()]
-    return lines[-1] if lines else f"exit status {proc.returncode}"
+# What the CPU torch stand-in lacks that CUDA-built objects need: torch's CUDA libraries and CUDA's own
+# (the variant's closure has them; libcuda.so.1 is the driver's, which the check does not ask for).
+STAND_IN_LACKS = {
+    "libc10_cuda.so", "libtorch_cuda.so", "libcudart.so.12", "libnvrtc.so.12", "libcublas.so.12",
+    "libcublasLt.so.12",
+}  # fmt: skip
 
 
-@pytest.fixture(scope="session")
-def real_venv(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A Python 3.11 venv: the local CPU torch 2.13.0 (with its dependencies), and sglang, xgrammar and
-    apache-tvm-ffi installed with --no-deps. Cached in $SGLANG_MATRIX_SMOKE_VENV when that is set."""
-    python = sys.executable if sys.version_info[:2] == (3, 11) else shutil.which("python3.11")
-    if python is None:
-        pytest.skip("no Python 3.11 here: the local CPU torch wheel is for cp311")
-    where = os.environ.get("SGLANG_MATRIX_SMOKE_VENV")
-    venv = Path(where) if where else tmp_path_factory.mktemp("smoke") / "venv"
-    ready = venv / ".smoke-venv-ready"
-    if ready.is_file():
-        return venv
-    wheels = tmp_path_factory.mktemp("smoke-wheels")
-    # --no-index: only pip's local find-links directories. Where torch is not there, the real wheel is
-    # hundreds of MB (GBs with its CUDA dependencies): skip rather than download it.
-    got = _pip(
-        python,
-        "download",
-        "--no-deps",
-        "--no-index",
-        f"torch=={TORCH_VERSION}",
-        "-d",
-        str(wheels),
-        timeout=120,
-    )
-    found = sorted(wheels.glob("torch-*.whl"))
-    if got.returncode != 0 or not found:
-        pytest.skip(
-            f"torch {TORCH_VERSION} (CPU) is not in a local wheel directory of pip (find-links), and "
-            f"downloading it would take GBs: {_last(got)}"
-        )
-    if venv.exists():
-        shutil.rmtree(venv)
-    made = subprocess.run([python, "-m", "venv", str(venv)], capture_output=True, text=True, check=False)
-    if made.returncode != 0:
-        pytest.skip(f"cannot create a venv: {_last(made)}")
-    vpython = str(venv / "bin" / "python")
-    for args in (["install", "-q", str(found[0])], ["install", "-q", "--no-deps", *WHEELS]):
-        done = _pip(vpython, *args)
-        if done.returncode != 0:
-            pytest.skip(f"pip {' '.join(args)} failed (no package index?): {_last(done)}")
-    ready.write_text("ok\n")
-    return venv
+def _smoke_venv(venv: Path, tmp: Path) -> tuple[int, dict[str, Any], Path]:
+    from conftest import REHEARSED_VARIANT, run_cli
 
-
-@pytest.fixture(scope="session")
-def venv_report(
-    real_venv: Path, tmp_path_factory: pytest.TempPathFactory
-) -> tuple[int, dict[str, Any], Path]:
-    from conftest import run_cli
-
-    tmp = tmp_path_factory.mktemp("smoke-report")
     junit = tmp / "junit.xml"
-    proc = run_cli(
-        "smoke",
-        str(real_venv),
-        "--variant",
-        "sglang-sm90-avx512",
-        "--json",
-        "--junit",
-        str(junit),
-        "--nvidia-smi-output",
-        str(no_driver(tmp)),
-    )
+    args = [str(venv), "--variant", REHEARSED_VARIANT, "--json", "--junit", str(junit)]
+    proc = run_cli("smoke", *args, "--nvidia-smi-output", str(no_driver(tmp)))
     assert proc.returncode in (0, 1), proc.stderr
     return proc.returncode, json.loads(proc.stdout), junit
 
 
+@pytest.fixture(scope="session")
+def venv_report(
+    rehearsed_env: Any, tmp_path_factory: pytest.TempPathFactory
+) -> tuple[int, dict[str, Any], Path]:
+    return _smoke_venv(rehearsed_env.root / "venv", tmp_path_factory.mktemp("smoke-report"))
+
+
 @pytest.mark.network
-def test_real_venv_static_checks(venv_report: tuple[int, dict[str, Any], Path]) -> None:
+def test_real_venv_static_checks(venv_report: tuple[int, dict[str, Any], Path], rehearsed_env: Any) -> None:
+    from sglang_matrix.rehearse.env import DEFAULT_TORCH
+    from sglang_matrix.spec import load_spec
+
     code, report, _ = venv_report
     checks = by_id(report)
+    wheels = load_spec(Path(__file__).parent.parent / "matrix.toml").lines["0.5.9"].wheels
     assert code == 1 and report["ok"] is False
     assert checks["import:torch"]["status"] == "passed"
-    assert checks["import:torch"]["reason"] == "version 2.13.0+cpu"
-    # Whether sglang and xgrammar import is what `sglang-matrix rehearse` checks, with their real
-    # dependencies; this venv has them --no-deps. Modules it does not have at all are named precisely:
-    for module in ("flashinfer", "sgl_kernel"):
-        assert checks[f"import:{module}"]["status"] == "failed"
-        assert checks[f"import:{module}"]["reason"] == f"ModuleNotFoundError: No module named '{module}'"
+    assert checks["import:torch"]["reason"] == f"version {DEFAULT_TORCH}+cpu"
+    # The closure's modules import with their real dependencies, each in a clean interpreter.
+    assert checks["import:sglang"]["reason"] == f"version {wheels['sglang'].version}"
+    assert checks["import:flashinfer"]["reason"] == f"version {wheels['flashinfer-python'].version}"
+    for module in ("sglang", "xgrammar", "flashinfer"):
+        assert checks[f"import:{module}"]["status"] == "passed", checks[f"import:{module}"]
+    # sgl_kernel's real loader, with no GPU, asks for the common_ops the variant prunes (sm100): a skip that
+    # says so, not a failure.
+    kernel = checks["import:sgl_kernel"]
+    assert kernel["status"] == "skipped"
+    assert kernel["reason"].startswith("sglang-sm90-avx512 prunes sgl_kernel/sm100, lib, ")
+    assert "No module named 'common_ops'" in kernel["details"]
     assert checks["torch-arch"]["status"] == "failed"
     assert checks["torch-arch"]["reason"] == "torch has no CUDA libraries (CPU build)"
     assert checks["torch-arch"]["details"]["get_arch_list"] == []
@@ -611,13 +616,41 @@ def test_real_venv_static_checks(venv_report: tuple[int, dict[str, Any], Path]) 
     assert checks["sglang-metadata"]["reason"].startswith(
         "sglang-0.5.9.dist-info/METADATA declares 97 Requires-Dist"
     )
-    assert checks["shared-libs"]["status"] == "passed", checks["shared-libs"]
-    assert "closure approximated, RESULT is not a Nix store path" in checks["shared-libs"]["reason"]
+    # Every object's DT_NEEDED resolves in the approximated closure but what the CPU stand-in lacks (and
+    # libnuma.so.1, sgl-kernel's, where this host has none: the variant's closure has numactl's).
+    libs = checks["shared-libs"]
+    assert libs["status"] == "failed"
+    assert "closure approximated, RESULT is not a Nix store path" in libs["reason"]
     assert report["closure"].startswith("closure approximated")
+    unresolved = {
+        str(Path(path).relative_to(rehearsed_env.site)): set(names)
+        for path, names in libs["details"]["unresolved"].items()
+    }
+    host_numa = any((d / "libnuma.so.1").exists() for d in system_library_dirs())
+    assert set().union(*unresolved.values()) == STAND_IN_LACKS | (set() if host_numa else {"libnuma.so.1"})
+    assert {"sgl_kernel/sm90/common_ops.abi3.so", "deep_gemm/deep_gemm_cpp.abi3.so"} <= set(unresolved)
+    for resolved in ("torch/", "xgrammar/", "tvm_ffi/", "flashinfer/"):
+        assert not [p for p in unresolved if p.startswith(resolved)], unresolved
     assert checks["python"]["reason"] == "RESULT's python is 3.11, sglang-sm90-avx512 is built for 3.12"
     for cid in GPU_IDS:
         assert checks[cid]["status"] == "skipped"
         assert checks[cid]["reason"].startswith("no GPU visible")
+
+
+@pytest.mark.network
+def test_real_venv_names_a_missing_dependency(rehearsed_env: Any, tmp_path: Path) -> None:
+    """The same environment without IPython (which the first round dropped): sglang's import fails, naming
+    the module; the others still import."""
+    from conftest import shadowed_venv
+
+    venv = shadowed_venv(rehearsed_env.site, tmp_path / "venv", "ipython")
+    code, report, _ = _smoke_venv(venv, tmp_path)
+    checks = by_id(report)
+    assert code == 1
+    assert checks["import:sglang"]["status"] == "failed"
+    assert checks["import:sglang"]["reason"] == "ModuleNotFoundError: No module named 'IPython'"
+    for module in ("torch", "xgrammar", "flashinfer"):
+        assert checks[f"import:{module}"]["status"] == "passed", checks[f"import:{module}"]
 
 
 @pytest.mark.network

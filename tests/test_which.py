@@ -288,24 +288,199 @@ def test_armv9_isa_rejects_a_neoverse_without_sve2(tmp_path: Path) -> None:
     assert rejected(data)["sglang-sm90-armv9"] == ["CPU lacks sve2, bf16, i8mm"]
 
 
+# ---------------------------------------------------------------------------------- the 0.5.23 line (no ISA)
+
+
+def smi_with_driver(tmp_path: Path, base: str, release: str, cuda: str) -> Path:
+    """A recorded nvidia-smi of `base` with another driver release and its CUDA version."""
+    text = (FIXTURES / f"{base}.nvidia-smi").read_text()
+    old = re.search(r"Driver Version: (\S+)", text).group(1)
+    text = text.replace(old, release)
+    text = re.sub(r"CUDA Version: \S+", f"CUDA Version: {cuda}", text)
+    smi = tmp_path / f"{base}-{release}.nvidia-smi"
+    smi.write_text(text)
+    return smi
+
+
+def test_each_line_names_its_variant_on_a_cuda_13_driver() -> None:
+    """The RTX 4090 host's driver is 580.65.06 (CUDA 13.0): both lines fit, each says so."""
+    result = host("rtx4090", "rtx4090")
+    assert result.exit_code == 0, result.output
+    out = result.output
+    assert "per release line:" in out
+    assert (
+        "  0.5.23: sglang-0_5_23-sm89-x86_64 (sm89: 8.9, any x86_64 CPU, CUDA 13.0): "
+        "nix build .#sglang-0_5_23-sm89-x86_64"
+    ) in out
+    assert (
+        "  0.5.9: sglang-sm89-avx512vnni (sm89: 8.9, avx512vnni, CUDA 12.8): "
+        "nix build .#sglang-sm89-avx512vnni"
+    ) in out
+    code, data = host_json("rtx4090", "rtx4090")
+    assert code == 0
+    assert list(data["lines"]) == ["0.5.23", "0.5.9"]  # newest first
+    assert data["lines"]["0.5.23"] == {
+        "choice": "sglang-0_5_23-sm89-x86_64",
+        "command": "nix build .#sglang-0_5_23-sm89-x86_64",
+        "cuda": "13.0",
+        "isa": None,
+        "rejected": [],
+        "reasons": [],
+    }
+    assert data["lines"]["0.5.9"]["choice"] == "sglang-sm89-avx512vnni"
+    # The top choice keeps its precedence: a build for this CPU's ISA before an any-CPU one.
+    assert data["choice"] == "sglang-sm89-avx512vnni"
+
+
+def test_a_variant_without_an_isa_fits_any_cpu_of_its_system(tmp_path: Path) -> None:
+    """A CPU with none of the spec's flags (pre-AVX x86_64): no 0.5.9 variant fits, 0.5.23's does, and its
+    CPU check is skipped, not failed."""
+    cpuinfo = tmp_path / "nehalem.cpuinfo"
+    cpuinfo.write_text(
+        "processor\t: 0\nmodel name\t: Intel Xeon X5570\nflags\t\t: fpu sse sse2 lm ssse3 sse4_1 sse4_2\n"
+    )
+    result = run(
+        "--json",
+        "--nvidia-smi-output",
+        str(FIXTURES / "rtx4090.nvidia-smi"),
+        "--cpuinfo",
+        str(cpuinfo),
+        "--machine",
+        "x86_64",
+    )
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.output)
+    assert data["choice"] == "sglang-0_5_23-sm89-x86_64"
+    assert data["cpu"]["isas"] == []
+    line_9 = data["lines"]["0.5.9"]
+    assert line_9["choice"] is None
+    assert (
+        "the CPU has no ISA of line 0.5.9 for x86_64-linux (avx, avx2, avx512, avx512bf16, avx512vnni)"
+        in (line_9["reasons"])
+    )
+    assert data["lines"]["0.5.23"]["rejected"] == []
+    text = run(
+        "--nvidia-smi-output",
+        str(FIXTURES / "rtx4090.nvidia-smi"),
+        "--cpuinfo",
+        str(cpuinfo),
+        "--machine",
+        "x86_64",
+    ).output
+    assert "choice: sglang-0_5_23-sm89-x86_64 (line 0.5.23, sm89: 8.9, any x86_64 CPU, CUDA 13.0)" in text
+    assert "  0.5.9: no variant fits: the CPU has no ISA of line 0.5.9" in text
+
+
+def test_a_driver_older_than_580_names_580_for_the_cuda_13_line() -> None:
+    """The H100 host's 575 driver (CUDA 12.9) runs 0.5.9, not 0.5.23: that line says which driver fits."""
+    result = host("h100", "h100")
+    assert result.exit_code == 0
+    assert (
+        "  0.5.23: no variant fits: the driver supports CUDA 12.9; every variant of line 0.5.23 for "
+        "x86_64-linux that fits this GPU needs >= 13.0 (update the NVIDIA driver to >= 580)"
+    ) in result.output
+    _, data = host_json("h100", "h100")
+    need = ["needs driver CUDA >= 13.0 (NVIDIA driver >= 580), driver supports 12.9"]
+    assert data["lines"]["0.5.23"]["rejected"] == [
+        {"name": "sglang-0_5_23-sm90-x86_64", "reasons": need},
+        {"name": "sglang-0_5_23-all-x86_64", "reasons": need},
+    ]
+    assert data["choice"] == data["lines"]["0.5.9"]["choice"] == "sglang-sm90-avx512vnni"
+
+
+def test_a_recorded_gh200_with_a_580_driver_gets_the_aarch64_variant(tmp_path: Path) -> None:
+    """A GH200 recording, no --machine, on this x86_64 machine: the recording's architecture still wins, and
+    0.5.23's aarch64 variant (any aarch64 CPU) fits once the driver is a CUDA 13 one."""
+    smi = smi_with_driver(tmp_path, "gh200", "580.65.06", "13.0")
+    result = run("--json", "--nvidia-smi-output", str(smi), "--cpuinfo", str(FIXTURES / "gh200.cpuinfo"))
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.output)
+    assert (data["system"], data["cpu"]["machine"]) == ("aarch64-linux", "aarch64")
+    assert data["lines"]["0.5.23"]["choice"] == "sglang-0_5_23-sm90-aarch64"
+    assert data["lines"]["0.5.9"]["choice"] == "sglang-sm90-armv9"
+
+
+def test_no_isa_for_the_system_still_fits_a_variant_without_one(tmp_path: Path) -> None:
+    """With the aarch64 ISAs taken out (0.5.9 then builds nothing for aarch64), a GH200 still gets 0.5.23's
+    variant: it needs no ISA."""
+    text = SPEC.read_text(encoding="utf-8")
+    for name in ("armv8_2", "armv9"):
+        block = re.search(rf"^\[isas\.{name}\]\n(?:[^\n\[][^\n]*\n)*\n?", text, re.MULTILINE)
+        assert block is not None
+        text = text.replace(block.group(0), "")
+    assert ', "armv8_2", "armv9"]' in text
+    spec = tmp_path / "matrix.toml"
+    spec.write_text(text.replace(', "armv8_2", "armv9"]', "]"), encoding="utf-8")
+    smi = smi_with_driver(tmp_path, "gh200", "580.65.06", "13.0")
+    args = ("--nvidia-smi-output", str(smi), "--cpuinfo", str(FIXTURES / "gh200.cpuinfo"))
+    result = run("--json", *args, spec=spec)
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.output)
+    assert data["choice"] == "sglang-0_5_23-sm90-aarch64"
+    assert data["cpu"]["isas"] == [] and data["cpu"]["features"] == []
+    assert data["lines"]["0.5.9"]["reasons"] == [
+        "line 0.5.9 builds nothing for aarch64-linux (it has no ISA for it)"
+    ]
+    text_out = run(*args, spec=spec).output
+    assert (
+        "choice: sglang-0_5_23-sm90-aarch64 (line 0.5.23, sm90: 9.0, any aarch64 CPU, CUDA 13.0)" in text_out
+    )
+    # The recorded driver (CUDA 12.8) fits no line then.
+    result = run(
+        "--json",
+        "--nvidia-smi-output",
+        str(FIXTURES / "gh200.nvidia-smi"),
+        "--cpuinfo",
+        str(FIXTURES / "gh200.cpuinfo"),
+        spec=spec,
+    )
+    assert result.exit_code == 1
+    data = json.loads(result.output)
+    assert data["choice"] is None
+    assert data["reasons"] == [
+        "the driver supports CUDA 12.8; every variant for aarch64-linux that fits this GPU needs >= 13.0 "
+        "(update the NVIDIA driver to >= 580)"
+    ]
+
+
+def test_driver_for_follows_the_cuda_drivers_table() -> None:
+    spec = load_spec(SPEC)
+    assert which_mod.driver_for(spec, "13.0") == "580"  # the oldest CUDA 13 driver (minor compatibility)
+    assert which_mod.driver_for(spec, "12.8") == "570.26"  # 12.8's GA driver: the first whose CUDA is 12.8
+    assert which_mod.driver_for(spec, "12.9") == "575.51.03"
+
+
 # ------------------------------------------------------------------------------------- driver, mixed GPUs
 
 
 def test_driver_too_old() -> None:
     result = host("h100-driver550", "h100")
     assert result.exit_code == 1
-    assert "needs driver CUDA >= 12.8, driver supports 12.4" in result.output
+    old_12 = "needs driver CUDA >= 12.8 (NVIDIA driver >= 570.26), driver supports 12.4"
+    old_13 = "needs driver CUDA >= 13.0 (NVIDIA driver >= 580), driver supports 12.4"
+    assert old_12 in result.output
     _, data = host_json("h100-driver550", "h100")
     assert data["choice"] is None
     assert data["driver_cuda"] == "12.4"
-    # Each target and ISA once, under its default Python and CUDA.
+    # Each line, target and ISA once, under its default Python and CUDA; 0.5.23's one variant per target
+    # (no ISA) after 0.5.9's ISA builds.
     isas = ("avx512vnni", "avx512bf16", "avx512", "avx2", "avx")
-    assert [r["name"] for r in data["rejected"]] == [f"sglang-{t}-{i}" for t in ("sm90", "all") for i in isas]
-    assert all(r == ["needs driver CUDA >= 12.8, driver supports 12.4"] for r in rejected(data).values())
+    assert [r["name"] for r in data["rejected"]] == [
+        name
+        for t in ("sm90", "all")
+        for name in (*(f"sglang-{t}-{i}" for i in isas), f"sglang-0_5_23-{t}-x86_64")
+    ]
+    assert all(r == [old_13 if "0_5_23" in n else old_12] for n, r in rejected(data).items())
     assert data["reasons"] == [
         "the driver supports CUDA 12.4; every variant for x86_64-linux that fits this GPU needs >= 12.8 "
-        "(update the NVIDIA driver)"
+        "(update the NVIDIA driver to >= 570.26)"
     ]
+    # Per line: the driver each line's CUDA needs (CUDA 13: the 580 drivers).
+    assert data["lines"]["0.5.23"]["reasons"] == [
+        "the driver supports CUDA 12.4; every variant of line 0.5.23 for x86_64-linux that fits this GPU "
+        "needs >= 13.0 (update the NVIDIA driver to >= 580)"
+    ]
+    assert data["lines"]["0.5.9"]["choice"] is None
 
 
 def b300(tmp_path: Path, driver_cuda: str) -> Path:
@@ -325,7 +500,12 @@ def test_target_only_a_newer_cuda_builds_takes_that_cuda(tmp_path: Path) -> None
     data = json.loads(result.output)
     # sm103 has no CUDA 12.8 variant; the default Python stays.
     assert data["choice"] == "sglang-python312-cuda12_9-sm103-avx512vnni"
-    assert data["rejected"] == []
+    # 0.5.23's sm103 is its line's default CUDA (13.0), so it ranks first, and this driver cannot run it.
+    assert rejected(data) == {
+        "sglang-0_5_23-sm103-x86_64": [
+            "needs driver CUDA >= 13.0 (NVIDIA driver >= 580), driver supports 12.9"
+        ]
+    }
 
 
 def test_driver_for_12_8_never_gets_a_12_9_variant(tmp_path: Path) -> None:
@@ -336,12 +516,14 @@ def test_driver_for_12_8_never_gets_a_12_9_variant(tmp_path: Path) -> None:
     assert data["choice"] is None
     assert data["reasons"] == [
         "the driver supports CUDA 12.8; every variant for x86_64-linux that fits this GPU needs >= 12.9 "
-        "(update the NVIDIA driver)"
+        "(update the NVIDIA driver to >= 575.51.03)"
     ]
     names = [r["name"] for r in data["rejected"]]
-    assert names[0] == "sglang-python312-cuda12_9-sm103-avx512vnni"
-    assert all("-cuda12_9-sm103-" in name for name in names)
-    assert all(r == ["needs driver CUDA >= 12.9, driver supports 12.8"] for r in rejected(data).values())
+    assert names[0] == "sglang-0_5_23-sm103-x86_64"
+    assert names[1] == "sglang-python312-cuda12_9-sm103-avx512vnni"
+    assert all("-cuda12_9-sm103-" in name for name in names[1:])
+    need = "needs driver CUDA >= 12.9 (NVIDIA driver >= 575.51.03), driver supports 12.8"
+    assert all(r == [need] for n, r in rejected(data).items() if "0_5_23" not in n)
 
 
 def test_default_cuda_first_even_where_the_driver_has_a_newer_one() -> None:
@@ -380,9 +562,19 @@ def test_mixed_gpus_take_the_fat_target() -> None:
     assert data["choice"] == "sglang-all-avx512vnni"
     # Every single-SM variant of either GPU ranks before the fat target: each target and ISA once.
     isas = ("avx512vnni", "avx512bf16", "avx512", "avx2", "avx")
+    new_driver = "needs driver CUDA >= 13.0 (NVIDIA driver >= 580), driver supports 12.8"
     assert rejected(data) == {
         **{f"sglang-sm80-{isa}": ["GPU capability 9.0 is not a target (8.0)"] for isa in isas},
         **{f"sglang-sm90-{isa}": ["GPU capability 8.0 is not a target (9.0)"] for isa in isas},
+        "sglang-0_5_23-sm80-x86_64": ["GPU capability 9.0 is not a target (8.0)", new_driver],
+        "sglang-0_5_23-sm90-x86_64": ["GPU capability 8.0 is not a target (9.0)", new_driver],
+    }
+    # 0.5.23's fat target ranks after 0.5.9's (an ISA build before an any-CPU one): not "nearer", but its
+    # line says why it does not fit.
+    assert data["lines"]["0.5.23"]["choice"] is None
+    assert data["lines"]["0.5.23"]["rejected"][-1] == {
+        "name": "sglang-0_5_23-all-x86_64",
+        "reasons": [new_driver],
     }
 
 

@@ -55,7 +55,7 @@ def test_registered_and_committed(files: dict[Path, str]) -> None:
 def test_triggers_and_eval_job(doc: dict[str, Any]) -> None:
     # PyYAML reads the bare key `on` as the boolean True
     assert set(doc[True]) == {"push", "pull_request", "workflow_dispatch"}
-    assert set(doc["jobs"]) == {"eval", "build", "smoke"}
+    assert set(doc["jobs"]) == {"eval", "build", "smoke", "build-any-cpu", "smoke-any-cpu"}
     ev = doc["jobs"]["eval"]
     assert ev["runs-on"] == "ubuntu-latest"
     assert steps_uses(ev) == [
@@ -74,9 +74,13 @@ def test_triggers_and_eval_job(doc: dict[str, Any]) -> None:
     ]
 
 
+def isa_variants() -> list[Any]:
+    return [v for v in resolve_variants(load_spec(ROOT / "matrix.toml")) if v.isa is not None]
+
+
 def test_build_job_per_variant(doc: dict[str, Any]) -> None:
     spec = load_spec(ROOT / "matrix.toml")
-    variants = resolve_variants(spec)
+    variants = isa_variants()
     plan = make_plan(spec)
     build = doc["jobs"]["build"]
     assert build["needs"] == "eval"
@@ -112,7 +116,7 @@ def test_build_job_per_variant(doc: dict[str, Any]) -> None:
 
 
 def test_smoke_job_per_variant(doc: dict[str, Any]) -> None:
-    variants = resolve_variants(load_spec(ROOT / "matrix.toml"))
+    variants = isa_variants()
     smoke = doc["jobs"]["smoke"]
     assert smoke["needs"] == "build"
     assert smoke["if"] == "${{ !cancelled() }}"
@@ -161,11 +165,82 @@ def test_smoke_job_per_variant(doc: dict[str, Any]) -> None:
     }
 
 
+def test_variants_without_an_isa_have_jobs_without_gccarch(
+    doc: dict[str, Any], files: dict[Path, str]
+) -> None:
+    """0.5.23's variants (torch is a prebuilt wheel: any CPU of the system) are built and smoke-tested by
+    jobs of their own that ask for no gccarch-<march> and, to build, no big-parallel; the timeouts are
+    plan's, which costs no torch source build for them."""
+    spec = load_spec(ROOT / "matrix.toml")
+    plan = make_plan(spec)
+    wheel = [v for v in resolve_variants(spec) if v.isa is None]
+    assert wheel and all(v.line == "0.5.23" for v in wheel)
+    build, smoke = doc["jobs"]["build-any-cpu"], doc["jobs"]["smoke-any-cpu"]
+    assert (build["needs"], smoke["needs"]) == ("eval", "build-any-cpu")
+    assert build["runs-on"] == ["self-hosted", "nix", "${{ matrix.arch }}"]
+    assert smoke["runs-on"] == ["self-hosted", "nix", "gpu", "${{ matrix.sm }}", "${{ matrix.arch }}"]
+    include = build["strategy"]["matrix"]["include"]
+    assert [e["name"] for e in include] == [v.name for v in wheel]
+    for entry, v in zip(include, wheel, strict=True):
+        assert set(entry) == {"name", "system", "target", "arch", "timeout"}
+        assert (entry["system"], entry["target"]) == (v.system, v.target)
+        assert entry["arch"] == {"x86_64-linux": "X64", "aarch64-linux": "ARM64"}[v.system]
+        assert entry["timeout"] == ci_timeout_minutes(plan, v)
+    timeouts = {e["name"]: e["timeout"] for e in include}
+    # No torch compile: hours, not the 8 h of a source-torch single-SM variant; the fat one costs the same.
+    assert timeouts["sglang-0_5_23-sm90-x86_64"] == timeouts["sglang-0_5_23-all-x86_64"] <= 240
+    assert timeouts["sglang-0_5_23-sm90-aarch64"] <= timeouts["sglang-0_5_23-sm90-x86_64"]
+    sm = {e["name"]: e["sm"] for e in smoke["strategy"]["matrix"]["include"]}
+    assert set(sm) == set(timeouts)
+    assert sm["sglang-0_5_23-sm90-aarch64"] == "sm90" and sm["sglang-0_5_23-all-x86_64"] == "sm90"
+    assert all(set(e) == {"name", "system", "arch", "sm"} for e in smoke["strategy"]["matrix"]["include"])
+    # Same steps as the ISA variants' jobs.
+    assert build["steps"] == doc["jobs"]["build"]["steps"] and smoke["steps"] == doc["jobs"]["smoke"]["steps"]
+    # Nothing renders a missing ISA as text, nor a stand-in gccarch label.
+    text = files[workflow.WORKFLOW]
+    assert "None" not in text and "gccarch: nix" not in text and "isa: null" not in text
+
+
+def test_the_isa_variants_rows_keep_their_form(files: dict[Path, str]) -> None:
+    """0.5.9's rows are written exactly as before the wheel-torch line (the committed workflow had them)."""
+    spec = load_spec(ROOT / "matrix.toml")
+    plan = make_plan(spec)
+    text = files[workflow.WORKFLOW]
+    for v in isa_variants():
+        arch = workflow.ARCH_LABELS[v.system]
+        gcc = f"gccarch-{v.gcc_arch}"
+        build_row = (
+            f"          - {{ name: {v.name}, system: {v.system}, target: {v.target}, isa: {v.isa}, "
+            f"arch: {arch}, gccarch: {gcc}, timeout: {ci_timeout_minutes(plan, v)} }}\n"
+        )
+        smoke_row = (
+            f"          - {{ name: {v.name}, system: {v.system}, arch: {arch}, "
+            f"sm: {workflow.smoke_label(spec, v)}, gccarch: {gcc} }}\n"
+        )
+        assert build_row in text and smoke_row in text, v.name
+
+
+def test_a_spec_of_isa_less_variants_only_renders_no_empty_job(tmp_path: Path) -> None:
+    """With every ISA line gone the ISA jobs are left out (an empty matrix is invalid), not rendered empty."""
+    spec = load_spec(ROOT / "matrix.toml")
+    variants = [v for v in resolve_variants(spec) if v.isa is None]
+    files = workflow.render_workflow(spec, variants, render.environment(ROOT))
+    doc = yaml.safe_load(files[workflow.WORKFLOW])
+    assert set(doc["jobs"]) == {"eval", "build-any-cpu", "smoke-any-cpu"}
+    config = yaml.safe_load(files[workflow.ACTIONLINT_CONFIG])
+    assert "big-parallel" not in config["self-hosted-runner"]["labels"]
+
+
 def test_actionlint_config_lists_every_custom_label(files: dict[Path, str], doc: dict[str, Any]) -> None:
     config = yaml.safe_load(files[workflow.ACTIONLINT_CONFIG])
     labels = set(config["self-hosted-runner"]["labels"])
     include = doc["jobs"]["smoke"]["strategy"]["matrix"]["include"]
-    used = {"nix", "big-parallel", "gpu"} | {e["sm"] for e in include} | {e["gccarch"] for e in include}
+    any_cpu = doc["jobs"]["smoke-any-cpu"]["strategy"]["matrix"]["include"]
+    used = (
+        {"nix", "big-parallel", "gpu"}
+        | {e["sm"] for e in include + any_cpu}
+        | {e["gccarch"] for e in include}
+    )
     assert labels == used
     assert {"gccarch-x86-64-v3", "gccarch-x86-64-v4", "gccarch-armv9-a"} <= labels
 

@@ -94,7 +94,8 @@ def list_variants(ctx: Context, as_json: bool) -> None:
         return
     table = Table("name", "long name", "capabilities", "ISA", "system")
     for v in variants:
-        table.add_row(v.name, v.long_name, " ".join(v.capabilities), v.isa, v.system)
+        # A variant without an ISA (its torch is a prebuilt wheel) runs on any CPU of its system.
+        table.add_row(v.name, v.long_name, " ".join(v.capabilities), v.isa or "any", v.system)
     Console().print(table)
     click.echo(f"{len(variants)} variants")
 
@@ -127,6 +128,10 @@ def show(ctx: Context, variant: str, as_json: bool) -> None:
                 click.echo(f"  {k}: {' '.join(v) if isinstance(v, list) else v}")
         elif isinstance(value, list):
             click.echo(f"{key}: {' '.join(str(x) for x in value)}")
+        elif key == "isa" and value is None:
+            click.echo(f"isa: none (any {found.system} CPU: torch is a prebuilt wheel)")
+        elif value is None:
+            click.echo(f"{key}: none")
         else:
             click.echo(f"{key}: {value}")
     prune = data["pruning"]

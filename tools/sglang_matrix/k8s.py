@@ -9,7 +9,9 @@ of yours; IMAGE_REPOSITORY and the sglang version make its default name) and lan
 GPU it carries code for: NVIDIA's GPU feature discovery labels each GPU node with its compute capability,
 `nvidia.com/gpu.compute.major` and `nvidia.com/gpu.compute.minor`, and the Deployment requires one of the
 variant's capabilities (one node-selector term per capability: terms are alternatives, the expressions of
-one term all hold), and the variant's CPU architecture (`kubernetes.io/arch`).
+one term all hold), and the variant's CPU architecture (`kubernetes.io/arch`). The `sglang-matrix/isa` label
+is the variant's ISA, or `any` for a variant without one (its torch is a prebuilt wheel: any CPU of its
+system runs it).
 
 Every value that reaches YAML goes through `scalar`, the template environment's finalize: strings come out
 double-quoted and escaped, integers and booleans bare, and nothing else is accepted.
@@ -46,6 +48,7 @@ GFD_MINOR = "nvidia.com/gpu.compute.minor"
 ARCH_LABEL = "kubernetes.io/arch"
 GOARCH = {"x86_64-linux": "amd64", "aarch64-linux": "arm64"}
 LABEL_PREFIX = "sglang-matrix/"
+ANY_CPU = "any"  # the isa label of a variant without an ISA (pkgs/image.nix says the same)
 _DNS_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?")
 
 
@@ -89,6 +92,12 @@ class Options:
 def app_name(v: Variant) -> str:
     """A DNS-1123 name for the variant's resources (`_` is not allowed there: armv8_2 -> armv8-2)."""
     return v.name.replace("_", "-")
+
+
+def isa_label(v: Variant) -> str:
+    """The variant's ISA as a label value (`_` is allowed there, but armv8-2 reads as the other names do);
+    `any` for a variant without an ISA."""
+    return v.isa.replace("_", "-") if v.isa is not None else ANY_CPU
 
 
 def image_ref(v: Variant) -> str:
@@ -145,7 +154,7 @@ def context(spec: Spec, v: Variant, options: Options) -> dict[str, Any]:
         "variant_labels": [
             (LABEL_PREFIX + "variant", v.name),
             (LABEL_PREFIX + "target", v.target),
-            (LABEL_PREFIX + "isa", v.isa.replace("_", "-")),
+            (LABEL_PREFIX + "isa", isa_label(v)),
         ],
         "annotations": sorted(annotations.items()),
         "uid": UID,
@@ -181,12 +190,24 @@ def manifests(spec: Spec, v: Variant, env: jinja2.Environment, options: Options 
 
 def committed(spec: Spec, variants: list[Variant]) -> list[Variant]:
     """The variants with a file in deploy/k8s/: every target of the default variant's Python, CUDA, system
-    and ISA (one per GPU family); `sglang-matrix k8s VARIANT` prints the manifests of any other."""
+    and ISA (one per GPU family), and of every other release line every target of its own default Python
+    and CUDA on that system, with the same ISA or, on a line without ISAs, none; `sglang-matrix k8s
+    VARIANT` prints the manifests of any other."""
     default = next((v for v in variants if spec.default_variant in (v.name, v.long_name)), None)
     if default is None:
         return []
+
+    def chosen(v: Variant) -> bool:
+        line = spec.lines[v.line]
+        isa = default.isa if line.isas else None
+        return (v.python, v.cuda, v.system, v.isa) == (line.python, line.cuda, default.system, isa)
+
     same = (default.line, default.python, default.cuda, default.system, default.isa)
-    return [v for v in variants if (v.line, v.python, v.cuda, v.system, v.isa) == same]
+    return [
+        v
+        for v in variants
+        if (v.line, v.python, v.cuda, v.system, v.isa) == same or (v.line != default.line and chosen(v))
+    ]
 
 
 def k8s_file(v: Variant) -> Path:

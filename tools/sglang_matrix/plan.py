@@ -7,10 +7,14 @@ with more gains nothing for torch beyond `[build] max-jobs-cap` parallel compile
 
 What gets built, each item once:
   cuda-libs    the CUDA libraries nixpkgs compiles for a capability set (magma, NCCL, ...): one per
-               nixpkgs instance, i.e. per `Variant.nixpkgs_key` (system, CUDA, capabilities)
+               nixpkgs instance, i.e. per `Variant.nixpkgs_key` (system, CUDA, capabilities); a wheel-torch
+               line's instance, one per system and CUDA for all its targets, compiles only NCCL
   torch        one source build per (system, capabilities, ISA, CUDA, Python, torch version); needs the
                `big-parallel` system feature (nixpkgs' torch sets requiredSystemFeatures) and the ISA's
                `gccarch-<march>` (its import check runs the ISA's code)
+  torch-wheel  a line whose torch is a prebuilt wheel: unpacked and patched once per (system, CUDA,
+               Python), no system feature; such a line has no torchvision item (its wheel is one of the
+               variant's)
   torchvision  nixpkgs' torchvision built against that torch (C++ ops and CUDA kernels), once per torch;
                its import check loads torch, so it needs `gccarch-<march>` too
   variant      the variant's own derivations: sglang and the platform wheels patched against its torch
@@ -62,7 +66,7 @@ def load_weights(spec: Spec) -> Weights:
 
 @dataclass
 class Item:
-    kind: str  # cuda-libs | torch | torchvision | variant | pure-wheels
+    kind: str  # cuda-libs | torch | torch-wheel | torchvision | variant | pure-wheels
     key: str
     system: str
     hours: float  # on the reference builder
@@ -82,8 +86,16 @@ class Item:
         }
 
 
+def wheel_torch(v: Variant) -> bool:
+    return v.torch_source == "wheel"
+
+
 def torch_key(v: Variant) -> str:
     """One torch build serves every variant with the same key."""
+    if wheel_torch(v):
+        # The wheel is the same file for every target and CPU; its patched copy depends on the shared
+        # instance (one per system and CUDA) and the Python.
+        return f"{v.nixpkgs_key}-python{v.python}-torch{v.versions['torch']}-wheel"
     caps = "+".join(v.capabilities)
     return f"{v.system}-cuda{v.cuda}-python{v.python}-torch{v.versions['torch']}-{caps}-{v.isa}"
 
@@ -117,12 +129,12 @@ class Plan:
 
     def chain(self, v: Variant) -> list[Item]:
         """The items a variant needs, in build order."""
-        chain = [
-            self.item("cuda-libs", v.nixpkgs_key),
-            self.item("torch", torch_key(v)),
-            self.item("torchvision", torch_key(v)),
-            self.item("variant", v.name),
-        ]
+        chain = [self.item("cuda-libs", v.nixpkgs_key)]
+        if wheel_torch(v):
+            chain.append(self.item("torch-wheel", torch_key(v)))
+        else:
+            chain += [self.item("torch", torch_key(v)), self.item("torchvision", torch_key(v))]
+        chain.append(self.item("variant", v.name))
         if pure_wheels(self.spec, v.line):
             chain.append(self.item("pure-wheels", pure_key(v)))
         return chain
@@ -165,6 +177,20 @@ def make_plan(spec: Spec, names: list[str] | tuple[str, ...] = ()) -> Plan:
     for v in variants:
         n = len(v.capabilities)
         gccarch = gccarch_features(v)
+        if wheel_torch(v):
+            shared = len(v.instance_capabilities or v.capabilities)
+            add(
+                "cuda-libs",
+                v.nixpkgs_key,
+                v,
+                weights.nccl_hours_per_capability * shared,
+                weights.cuda_libs_disk_gb,
+            )
+            add("torch-wheel", torch_key(v), v, weights.torch_wheel_hours, weights.torch_wheel_disk_gb)
+            add("variant", v.name, v, weights.variant_hours, weights.variant_disk_gb)
+            if pure_wheels(spec, v.line):
+                add("pure-wheels", pure_key(v), v, weights.pure_wheels_hours, weights.pure_wheels_disk_gb)
+            continue
         add(
             "cuda-libs",
             v.nixpkgs_key,
@@ -191,7 +217,7 @@ def make_plan(spec: Spec, names: list[str] | tuple[str, ...] = ()) -> Plan:
         add("variant", v.name, v, weights.variant_hours, weights.variant_disk_gb)
         if pure_wheels(spec, v.line):
             add("pure-wheels", pure_key(v), v, weights.pure_wheels_hours, weights.pure_wheels_disk_gb)
-    order = {"cuda-libs": 0, "torch": 1, "torchvision": 2, "variant": 3, "pure-wheels": 4}
+    order = {"cuda-libs": 0, "torch": 1, "torch-wheel": 1, "torchvision": 2, "variant": 3, "pure-wheels": 4}
     ordered = sorted(items.values(), key=lambda it: order[it.kind])
     return Plan(spec, weights, variants, ordered)
 
@@ -261,29 +287,37 @@ class Assignment:
         )
 
 
+def needed_features(v: Variant) -> set[str]:
+    """The system features a builder of the variant needs: torch's (big-parallel, the ISA's gccarch); none
+    for a wheel torch."""
+    return set() if wheel_torch(v) else {BIG_PARALLEL, *gccarch_features(v)}
+
+
 def _reject(file: str, v: Variant, builders: list[Builder]) -> UserError:
-    same_system = [b for b in builders if v.system in b.systems and b.max_jobs > 0]
-    if not same_system:
+    capable = [b for b in builders if v.system in b.systems and b.max_jobs > 0]
+    if not capable:
         return UserError(
             f"{file}: variant {v.name} needs system {v.system}, which no builder lists (with max-jobs > 0)"
         )
-    featured = [b for b in same_system if BIG_PARALLEL in b.features]
-    if not featured:
-        return UserError(
-            f"{file}: variant {v.name} needs system feature {BIG_PARALLEL} (torch's requiredSystemFeatures), "
-            f"which no {v.system} builder supports"
-        )
-    isa = gccarch_features(v)
-    capable = [b for b in featured if set(isa) <= b.features]
-    if not capable:
-        return UserError(
-            f"{file}: variant {v.name} needs system feature {isa[0]} (its ISA {v.isa}: torch and the builds "
-            f"that import it run {v.isa} code), which no {v.system} builder with {BIG_PARALLEL} supports; "
-            f"add it to the system-features of a builder whose CPU has {v.isa}"
-        )
+    if not wheel_torch(v):  # a wheel torch needs no system feature
+        capable = [b for b in capable if BIG_PARALLEL in b.features]
+        if not capable:
+            return UserError(
+                f"{file}: variant {v.name} needs system feature {BIG_PARALLEL} (torch's "
+                f"requiredSystemFeatures), which no {v.system} builder supports"
+            )
+        isa = gccarch_features(v)
+        capable = [b for b in capable if set(isa) <= b.features]
+        if not capable:
+            return UserError(
+                f"{file}: variant {v.name} needs system feature {isa[0]} (its ISA {v.isa}: torch and the "
+                f"builds that import it run {v.isa} code), which no {v.system} builder with {BIG_PARALLEL} "
+                f"supports; add it to the system-features of a builder whose CPU has {v.isa}"
+            )
     mandatory = sorted({f for b in capable for f in b.mandatory})
+    which = "" if wheel_torch(v) else f" with {BIG_PARALLEL}"
     return UserError(
-        f"{file}: variant {v.name}: every {v.system} builder with {BIG_PARALLEL} has mandatory features "
+        f"{file}: variant {v.name}: every {v.system} builder{which} has mandatory features "
         f"({', '.join(mandatory)}) that its other derivations do not require"
     )
 
@@ -299,7 +333,7 @@ def assign(plan: Plan, builders: list[Builder], file: str) -> list[Assignment]:
         groups.setdefault(torch_key(v), []).append(v)
 
     def fits(b: Builder, v: Variant) -> bool:
-        needed = {BIG_PARALLEL, *gccarch_features(v)}
+        needed = needed_features(v)
         return v.system in b.systems and b.max_jobs > 0 and needed <= b.features and not b.mandatory
 
     def own_items(group: list[Variant]) -> list[Item]:
@@ -343,6 +377,7 @@ def plan_json(plan: Plan, run: LocalRun, assignments: list[Assignment] | None) -
         "totals": {
             "items": len(plan.items),
             "torchBuilds": sum(1 for it in plan.items if it.kind == "torch"),
+            "torchWheels": sum(1 for it in plan.items if it.kind == "torch-wheel"),
             "hours": round(plan.total_hours, 3),
             "diskGb": round(plan.total_disk_gb, 3),
         },
@@ -396,8 +431,11 @@ def _print_human(plan: Plan, run: LocalRun, assignments: list[Assignment] | None
         "total", f"{len(plan.items)} items", "", f"{plan.total_hours:.1f}", f"{plan.total_disk_gb:.0f}", ""
     )
     console.print(table)
+    unpacked = sum(1 for it in plan.items if it.kind == "torch-wheel")
+    wheels = f" and {unpacked} torch wheel(s) to patch" if unpacked else ""
     click.echo(
-        f"{len(plan.variants)} variants, {sum(1 for it in plan.items if it.kind == 'torch')} torch builds; "
+        f"{len(plan.variants)} variants, {sum(1 for it in plan.items if it.kind == 'torch')} torch builds"
+        f"{wheels}; "
         f"on one {run.cores}-core builder about {run.hours:.1f} h "
         f"({run.max_jobs} build(s) at once, {run.cores_per_job} cores each):"
     )

@@ -40,6 +40,11 @@ class Weights:
     torchvision_hours: float = 0.25
     torchvision_hours_per_capability: float = 0.03
     torchvision_disk_gb: float = 3.0
+    # A line whose torch is a prebuilt wheel: unpacking and patching it (once per system, CUDA and Python),
+    # and NCCL, the one CUDA library its nixpkgs instance compiles, per capability of that instance.
+    torch_wheel_hours: float = 0.1
+    torch_wheel_disk_gb: float = 4.0
+    nccl_hours_per_capability: float = 0.15
     ci_timeout_factor: float = 2.0
 
 

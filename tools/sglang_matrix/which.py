@@ -4,9 +4,11 @@ The host is read from the NVIDIA driver (NVML through `pynvml` when importable, 
 else `nvidia-smi`) and from /proc/cpuinfo; recorded outputs can be given instead (`--nvidia-smi-output`,
 `--cpuinfo`, `--machine`) so that tests and bug reports need no GPU. Every rule comes from the spec's data:
 
-* a variant fits when its system is the host's, the CPU has every `cpu-features` flag of its ISA, every
-  GPU's compute capability is one of its target's capabilities, and the driver's CUDA version is at least
-  the variant's CUDA;
+* a variant fits when its system is the host's, the CPU has every `cpu-features` flag of its ISA (a
+  variant without an ISA, of a line whose torch is a prebuilt wheel, runs on any CPU of its system: no
+  flag is checked), every GPU's compute capability is one of its target's capabilities, and the driver's
+  CUDA version is at least the variant's CUDA (the reasons name the driver that has it, from
+  [cuda-drivers]: for X.0 the oldest driver of major X, 580 for CUDA 13.0; else that release's GA driver);
 * among fitting variants, in this order of precedence:
   1. a target with fewer capabilities first (a single-SM build is smaller and faster to build than a fat
      one);
@@ -18,10 +20,15 @@ else `nvidia-smi`) and from /proc/cpuinfo; recorded outputs can be given instead
      too old for). A variant whose CUDA is newer than the driver's never fits;
   4. the ISA with the most cpu-features (avx512 over avx2); on a tie the one the line lists later in its
      `isas` (lines list them from the broadest to the most specific: avx512vnni over avx512bf16, armv9
-     over armv8_2);
-  5. the newest line;
+     over armv8_2); a variant without an ISA has none;
+  5. the newest line (each line's default Python and CUDA rank alike, so across lines a build for this
+     CPU's ISA comes before a prebuilt any-CPU one);
 * with no GPU detected only multi-capability (fat) targets are candidates, fattest first, and the driver's
   CUDA is not checked.
+
+Each release line also gets its own answer (`lines` in --json, "per release line" in the text): the
+line's fitting variant by the same rules, or why none of its variants fits (a CUDA 13 line on a 575
+driver: "update the NVIDIA driver to >= 580").
 
 Variants that rank before the choice but do not fit are listed with the reasons: those that share a GPU
 capability with the host (fat targets when there is no GPU), and of each line, target and ISA only the
@@ -37,6 +44,7 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -54,6 +62,30 @@ if TYPE_CHECKING:
 
 
 @dataclass
+class LineOutcome:
+    """One release line's answer: its fitting variant, or why none fits."""
+
+    line: str
+    choice: Variant | None
+    rejected: list[tuple[Variant, list[str]]] = field(default_factory=list)
+    reasons: list[str] = field(default_factory=list)
+
+    @property
+    def command(self) -> str | None:
+        return f"nix build .#{self.choice.name}" if self.choice else None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "choice": self.choice.name if self.choice else None,
+            "command": self.command,
+            "cuda": self.choice.cuda if self.choice else None,
+            "isa": self.choice.isa if self.choice else None,
+            "rejected": [{"name": v.name, "reasons": list(r)} for v, r in self.rejected],
+            "reasons": list(self.reasons),
+        }
+
+
+@dataclass
 class Outcome:
     gpu: GpuProbe
     cpu: Cpu
@@ -63,6 +95,8 @@ class Outcome:
     notes: list[str] = field(default_factory=list)
     relevant_features: tuple[str, ...] = ()
     fitting_isas: tuple[str, ...] = ()
+    # Each release line's own answer, newest line first.
+    lines: list[LineOutcome] = field(default_factory=list)
 
     @property
     def command(self) -> str | None:
@@ -88,6 +122,7 @@ class Outcome:
             "rejected": [{"name": v.name, "reasons": list(r)} for v, r in self.rejected],
             "reasons": list(self.reasons),
             "notes": list(self.notes),
+            "lines": {lo.line: lo.to_json() for lo in self.lines},
         }
 
 
@@ -106,13 +141,43 @@ def _line_key(name: str) -> Version:
 
 
 def _newest_first(values: tuple[str, ...], value: str) -> tuple[int, tuple[int, ...]]:
-    """Rank of `value` among a line's Pythons or CUDAs: the default (first) one, then the newest."""
-    return (0 if value == values[0] else 1, tuple(-p for p in _version(value).release))
+    """Rank of `value` among a line's Pythons or CUDAs: the default (first) one, then the newest. Every
+    line's default ranks alike, whatever its version: across lines the later rules decide."""
+    if value == values[0]:
+        return (0, ())
+    return (1, tuple(-p for p in _version(value).release))
+
+
+def driver_for(spec: Spec, cuda: str) -> str | None:
+    """The oldest NVIDIA driver whose CUDA version is at least `cuda` ([cuda-drivers]): for X.0 the oldest
+    driver of major X (13.0: 580), else the GA driver of that release (12.8: 570.26)."""
+    drivers = spec.cuda_drivers
+    if drivers is None:
+        return None
+    major, _, minor = cuda.partition(".")
+    if minor in ("", "0") and major in drivers.minimum:
+        return drivers.minimum[major]
+    return drivers.full.get(cuda) or drivers.minimum.get(major)
+
+
+def _update(spec: Spec, cuda: str) -> str:
+    need = driver_for(spec, cuda)
+    return f"update the NVIDIA driver to >= {need}" if need else "update the NVIDIA driver"
+
+
+def cpu_features(spec: Spec, v: Variant) -> tuple[str, ...]:
+    """The CPU flags the variant needs: its ISA's; none for a variant without an ISA (a prebuilt torch runs
+    on any CPU of its system)."""
+    return spec.isas[v.isa].cpu_features if v.isa is not None else ()
+
+
+def isa_text(v: Variant) -> str:
+    return v.isa if v.isa is not None else f"any {v.arch} CPU"
 
 
 def _variant_reasons(spec: Spec, v: Variant, gpu: GpuProbe, flags: frozenset[str]) -> list[str]:
     reasons = []
-    lacking = [f for f in spec.isas[v.isa].cpu_features if f not in flags]
+    lacking = [f for f in cpu_features(spec, v) if f not in flags]
     if lacking:
         reasons.append(f"CPU lacks {', '.join(lacking)}")
     if gpu.gpus:
@@ -122,10 +187,94 @@ def _variant_reasons(spec: Spec, v: Variant, gpu: GpuProbe, flags: frozenset[str
             verb = "is not a target" if len(missing) == 1 else "are not targets"
             reasons.append(f"GPU {noun} {', '.join(missing)} {verb} ({', '.join(v.capabilities)})")
         if gpu.driver_cuda and _version(gpu.driver_cuda) < _version(v.cuda):
-            reasons.append(f"needs driver CUDA >= {v.cuda}, driver supports {gpu.driver_cuda}")
+            need = driver_for(spec, v.cuda)
+            driver = f" (NVIDIA driver >= {need})" if need else ""
+            reasons.append(f"needs driver CUDA >= {v.cuda}{driver}, driver supports {gpu.driver_cuda}")
     elif len(v.capabilities) < 2:
         reasons.append("no GPU detected to match a single-capability target")
     return reasons
+
+
+def _rank(spec: Spec, gpu: GpuProbe) -> Callable[[Variant], tuple[Any, ...]]:
+    def key(v: Variant) -> tuple[Any, ...]:
+        line = spec.lines[v.line]
+        features = len(cpu_features(spec, v))
+        order = line.isas.index(v.isa) if v.isa in line.isas else -1
+        size = len(v.capabilities) if gpu.gpus else -len(v.capabilities)
+        return (
+            size,
+            _newest_first(line.pythons, v.python),
+            _newest_first(line.cudas, v.cuda),
+            (-features, -order),
+            [-p for p in _line_key(v.line).release],
+            v.name,
+        )
+
+    return key
+
+
+def _judge(
+    spec: Spec, gpu: GpuProbe, cpu: Cpu, here: list[Variant], of: str
+) -> tuple[Variant | None, list[tuple[Variant, list[str]]], list[str]]:
+    """(choice, nearer variants that do not fit, reasons) among `here`, the variants of the host's system
+    (of one line, or of all: `of` says which in the reasons)."""
+    key = _rank(spec, gpu)
+    checked = sorted(((v, _variant_reasons(spec, v, gpu, cpu.flags)) for v in here), key=lambda p: key(p[0]))
+    fitting = [v for v, reasons in checked if not reasons]
+    choice = fitting[0] if fitting else None
+    caps = {g.capability for g in gpu.gpus}
+
+    def near(v: Variant) -> bool:
+        if gpu.gpus:
+            return bool(caps & set(v.capabilities))
+        return len(v.capabilities) > 1
+
+    rejected: list[tuple[Variant, list[str]]] = []
+    listed: set[tuple[str, str, str | None]] = set()
+    for v, reasons in checked:
+        if (v.line, v.target, v.isa) in listed or not near(v):
+            continue
+        if choice is not None and key(v) >= key(choice):
+            continue
+        listed.add((v.line, v.target, v.isa))
+        if reasons:
+            rejected.append((v, reasons))
+
+    reasons: list[str] = []
+    if not gpu.gpus:
+        if choice is None and not any(len(v.capabilities) > 1 for v in here):
+            targets = dict.fromkeys(f"{v.target} ({', '.join(v.capabilities)})" for v in here)
+            reasons.append(
+                "no GPU detected and no target covers several capabilities; targets: " + ", ".join(targets)
+            )
+    else:
+        covered = {c for v in here for c in v.capabilities}
+        for cap in sorted(caps - covered, key=_version):
+            reasons.append(f"GPU capability {cap} is in no target {of}")
+        # The CUDA the driver must support: the oldest among the variants whose target covers the GPUs
+        # (a target only a newer CUDA builds needs that one), or among all when none does.
+        covering = [v for v in here if caps <= set(v.capabilities)]
+        oldest = min((v.cuda for v in covering or here), key=_version)
+        if gpu.driver_cuda and _version(gpu.driver_cuda) < _version(oldest):
+            gpus = "this GPU" if len(gpu.gpus) == 1 else "these GPUs"
+            which_ones = f"{of} that fits {gpus}" if covering else of
+            reasons.append(
+                f"the driver supports CUDA {gpu.driver_cuda}; every variant {which_ones} needs "
+                f">= {oldest} ({_update(spec, oldest)})"
+            )
+        if len(caps) > 1 and not covering:
+            reasons.append(
+                f"no target covers every GPU of this mixed host ({', '.join(sorted(caps, key=_version))})"
+            )
+    # ISAs matter only where every variant has one: a variant without an ISA runs on any CPU of its system.
+    isas = dict.fromkeys(v.isa for v in here)
+    if None not in isas and not any(
+        all(f in cpu.flags for f in spec.isas[str(i)].cpu_features) for i in isas
+    ):
+        reasons.append(f"the CPU has no ISA {of} ({', '.join(str(i) for i in isas)})")
+    if choice is None and not reasons:
+        reasons.append("every near variant was rejected (see the reasons below)")
+    return choice, rejected, reasons
 
 
 def decide(spec: Spec, gpu: GpuProbe, cpu: Cpu) -> Outcome:
@@ -138,81 +287,33 @@ def decide(spec: Spec, gpu: GpuProbe, cpu: Cpu) -> Outcome:
     outcome.fitting_isas = tuple(
         name for name in isas_here if all(f in cpu.flags for f in spec.isas[name].cpu_features)
     )
-    here = [v for v in variants if v.system == cpu.system]
-    if not isas_here:
-        outcome.reasons.append(f"no ISA for {cpu.system} in the spec")
-        return outcome
-    if not here:
-        outcome.reasons.append(f"no release line builds {cpu.system} (ISAs for it: {', '.join(isas_here)})")
-        return outcome
-
-    def key(v: Variant) -> tuple[Any, ...]:
-        line = spec.lines[v.line]
-        features = len(spec.isas[v.isa].cpu_features)
-        order = line.isas.index(v.isa) if v.isa in line.isas else -1
-        size = len(v.capabilities) if gpu.gpus else -len(v.capabilities)
-        return (
-            size,
-            _newest_first(line.pythons, v.python),
-            _newest_first(line.cudas, v.cuda),
-            (-features, -order),
-            [-p for p in _line_key(v.line).release],
-            v.name,
-        )
-
-    checked = sorted(((v, _variant_reasons(spec, v, gpu, cpu.flags)) for v in here), key=lambda p: key(p[0]))
-    fitting = [v for v, reasons in checked if not reasons]
-    outcome.choice = fitting[0] if fitting else None
-    caps = {g.capability for g in gpu.gpus}
-
-    def near(v: Variant) -> bool:
-        if gpu.gpus:
-            return bool(caps & set(v.capabilities))
-        return len(v.capabilities) > 1
-
-    listed: set[tuple[str, str, str]] = set()
-    for v, reasons in checked:
-        if (v.line, v.target, v.isa) in listed or not near(v):
-            continue
-        if outcome.choice is not None and key(v) >= key(outcome.choice):
-            continue
-        listed.add((v.line, v.target, v.isa))
-        if reasons:
-            outcome.rejected.append((v, reasons))
-
     if not gpu.gpus:
         outcome.notes.append(
             f"no NVIDIA GPU detected ({gpu.problem or 'none listed'}): chose by CPU only; "
             "the driver's CUDA version was not checked"
         )
-        if outcome.choice is None and not any(len(v.capabilities) > 1 for v in here):
-            targets = dict.fromkeys(f"{v.target} ({', '.join(v.capabilities)})" for v in here)
+    here = [v for v in variants if v.system == cpu.system]
+    for name in sorted(spec.lines, key=_line_key, reverse=True):
+        mine = [v for v in here if v.line == name]
+        line = LineOutcome(name, None)
+        outcome.lines.append(line)
+        if not mine:
+            isas = [i for i in spec.lines[name].isas if cpu.system in spec.isas[i].systems]
+            no_isa = " (it has no ISA for it)" if spec.lines[name].isas and not isas else ""
+            line.reasons.append(f"line {name} builds nothing for {cpu.system}{no_isa}")
+            continue
+        line.choice, line.rejected, line.reasons = _judge(
+            spec, gpu, cpu, mine, f"of line {name} for {cpu.system}"
+        )
+    if not here:
+        if not isas_here:
+            outcome.reasons.append(f"no ISA for {cpu.system} in the spec")
+        else:
             outcome.reasons.append(
-                "no GPU detected and no target covers several capabilities; targets: " + ", ".join(targets)
+                f"no release line builds {cpu.system} (ISAs for it: {', '.join(isas_here)})"
             )
-    else:
-        covered = {c for v in here for c in v.capabilities}
-        for cap in sorted(caps - covered, key=_version):
-            outcome.reasons.append(f"GPU capability {cap} is in no target for {cpu.system}")
-        # The CUDA the driver must support: the oldest among the variants whose target covers the GPUs
-        # (a target only a newer CUDA builds needs that one), or among all when none does.
-        covering = [v for v in here if caps <= set(v.capabilities)]
-        oldest = min((v.cuda for v in covering or here), key=_version)
-        if gpu.driver_cuda and _version(gpu.driver_cuda) < _version(oldest):
-            gpus = "this GPU" if len(gpu.gpus) == 1 else "these GPUs"
-            which_ones = f"for {cpu.system} that fits {gpus}" if covering else f"for {cpu.system}"
-            outcome.reasons.append(
-                f"the driver supports CUDA {gpu.driver_cuda}; every variant {which_ones} needs "
-                f">= {oldest} (update the NVIDIA driver)"
-            )
-        if len(caps) > 1 and not any(caps <= set(v.capabilities) for v in here):
-            outcome.reasons.append(
-                f"no target covers every GPU of this mixed host ({', '.join(sorted(caps, key=_version))})"
-            )
-    if not outcome.fitting_isas:
-        outcome.reasons.append(f"the CPU has no ISA of the spec for {cpu.system} ({', '.join(isas_here)})")
-    if outcome.choice is None and not outcome.reasons:
-        outcome.reasons.append("every near variant was rejected (see the reasons below)")
+        return outcome
+    outcome.choice, outcome.rejected, outcome.reasons = _judge(spec, gpu, cpu, here, f"for {cpu.system}")
     return outcome
 
 
@@ -243,7 +344,7 @@ def render_human(outcome: Outcome, console: Console) -> None:
     if outcome.choice is not None:
         v = outcome.choice
         say(
-            f"choice: {v.name} (line {v.line}, {v.target}: {', '.join(v.capabilities)}, {v.isa}, "
+            f"choice: {v.name} (line {v.line}, {v.target}: {', '.join(v.capabilities)}, {isa_text(v)}, "
             f"CUDA {v.cuda})",
             "bold green",
         )
@@ -255,6 +356,21 @@ def render_human(outcome: Outcome, console: Console) -> None:
         say("nearer variants that do not fit:" if outcome.choice else "rejected:")
         for v, reasons in outcome.rejected:
             say(f"  {v.name}: {'; '.join(reasons)}")
+    if outcome.lines:
+        say("per release line:")
+    for line in outcome.lines:
+        if line.choice is not None:
+            v = line.choice
+            say(
+                f"  {line.line}: {v.name} ({v.target}: {', '.join(v.capabilities)}, {isa_text(v)}, "
+                f"CUDA {v.cuda}): {line.command}"
+            )
+            continue
+        why = line.reasons
+        if why == ["every near variant was rejected (see the reasons below)"] and line.rejected:
+            first, reasons = line.rejected[0]
+            why = [f"{first.name}: {'; '.join(reasons)}"]
+        say(f"  {line.line}: no variant fits: {'; '.join(why)}")
 
 
 def run_which(

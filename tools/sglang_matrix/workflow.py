@@ -13,6 +13,13 @@ gccarch-x86-64-v4 for avx512): torch and the builds that import it run the ISA's
 smoke test, so both runners' CPUs must have it. A variant whose ISA names no gcc-arch gets `nix` there
 (a label every runner has).
 
+A variant without an ISA (a line whose torch is a prebuilt wheel: it runs on any CPU of its system) has
+jobs of its own, `build-any-cpu` and `smoke-any-cpu`, with neither gccarch-<march> nor, for the build,
+big-parallel (it compiles no torch; `plan` lists what it builds, NCCL, with no system feature):
+
+  build-any-cpu   self-hosted, nix, X64 | ARM64
+  smoke-any-cpu   self-hosted, nix, gpu, sm<capability>, X64 | ARM64
+
 The smoke runner needs the variant's system too: an aarch64-linux variant (GH200: sm90, ARM64) exists only
 under the flake's aarch64-linux packages, so an x86_64 H100 runner must not pick it up, nor a GH200 runner
 an x86_64 one.
@@ -72,27 +79,36 @@ def gccarch_label(v: Variant) -> str:
 def context(spec: Spec, variants: list[Variant]) -> dict[str, Any]:
     plan = make_plan(spec)
     by_name = {v.name: v for v in plan.variants}
-    entries = []
+    entries: list[dict[str, Any]] = []
+    any_cpu: list[dict[str, Any]] = []
     for v in variants:
         arch = ARCH_LABELS.get(v.system)
         if arch is None:
             raise UserError(f"{WORKFLOW}: no runner label for system {v.system!r} (variant {v.name})")
-        entries.append(
-            {
-                "name": v.name,
-                "system": v.system,
-                "target": v.target,
-                "isa": v.isa,
-                "arch": arch,
-                "sm": smoke_label(spec, v),
-                "gccarch": gccarch_label(v),
-                "timeout": ci_timeout_minutes(plan, by_name[v.name]),
-            }
+        entry = {
+            "name": v.name,
+            "system": v.system,
+            "target": v.target,
+            "arch": arch,
+            "sm": smoke_label(spec, v),
+            "timeout": ci_timeout_minutes(plan, by_name[v.name]),
+        }
+        if v.isa is None:
+            any_cpu.append(entry)
+        else:
+            entries.append({**entry, "isa": v.isa, "gccarch": gccarch_label(v)})
+    labels = {"nix", "gpu"} | {e["sm"] for e in entries + any_cpu}
+    if entries:
+        labels |= {"big-parallel"} | {e["gccarch"] for e in entries}
+    groups = [
+        {"build": build, "smoke": smoke, "isa": isa, "entries": group}
+        for build, smoke, isa, group in (
+            ("build", "smoke", True, entries),
+            ("build-any-cpu", "smoke-any-cpu", False, any_cpu),
         )
-    labels = sorted(
-        {"nix", "big-parallel", "gpu"} | {e["sm"] for e in entries} | {e["gccarch"] for e in entries}
-    )
-    return {"entries": entries, "labels": labels}
+        if group
+    ]
+    return {"groups": groups, "labels": sorted(labels)}
 
 
 def render_workflow(spec: Spec, variants: list[Variant], env: jinja2.Environment) -> dict[Path, str]:

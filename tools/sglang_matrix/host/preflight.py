@@ -9,7 +9,9 @@
 * **gpu**: every GPU the driver shows (it applies CUDA_VISIBLE_DEVICES) has a capability among the
   variant's targets. The variants carry no PTX to fall back on (torch is built for exactly its targets:
   `smoke`'s torch-arch check holds it to that), so, as for `which`, only those capabilities fit.
-* **cpu**: this machine is the variant's system and its CPU has the flags of the variant's ISA.
+* **cpu**: this machine is the variant's system and its CPU has the flags of the variant's ISA (a
+  variant without an ISA, whose torch is a prebuilt wheel, runs on any CPU of its system: the record's
+  `isa` is null and its `cpuFeatures` empty).
 
 Every refusal is one line that names what fits (the driver to install, the variant to use); any refusal
 makes the exit status 2. Standard library only.
@@ -206,6 +208,9 @@ def _check_cpu(out: Outcome, matrix: Matrix, system: str, flags: frozenset[str],
     v = matrix.current
     if system != v.system:
         out.add("cpu", "refused", f"{v.name} is built for {v.system}; this host is {system}")
+        return
+    if v.isa is None:
+        out.add("cpu", "ok", f"{v.name} has no ISA: it runs on any {v.system} CPU")
         return
     lacking = [f for f in v.cpu_features if f not in flags]
     if not lacking:

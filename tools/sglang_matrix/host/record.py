@@ -9,7 +9,9 @@ Two sources give the same shape:
 
 The record is JSON: {"schema": 1, "variant": LONG_NAME, "cudaDrivers": {"minimum": {...}, "full": {...}}
 or null, "variants": [{"name", "longName", "line", "system", "target", "isa", "python", "cuda",
-"capabilities", "cpuFeatures"}, ...]}. Standard library only.
+"capabilities", "cpuFeatures"}, ...]}: the variants of the environment's own release line and system.
+`isa` is null, and `cpuFeatures` empty, for a variant without an ISA (a line whose torch is a prebuilt
+wheel: it runs on any CPU of its system). Standard library only.
 """
 
 from __future__ import annotations
@@ -25,6 +27,8 @@ from .probe import HostError
 RECORD_ENV = "SGLANG_MATRIX_RECORD"
 RECORD_SCHEMA = 1
 FIELDS = ("name", "longName", "line", "system", "target", "isa", "python", "cuda")
+# Fields that may be null: a variant without an ISA.
+NULLABLE = frozenset({"isa"})
 VERSION_RE = re.compile(r"[0-9]+(\.[0-9]+){0,2}")
 
 
@@ -39,7 +43,7 @@ class VariantFacts:
     line: str
     system: str
     target: str
-    isa: str
+    isa: str | None
     python: str
     cuda: str
     capabilities: tuple[str, ...]
@@ -131,8 +135,11 @@ def parse_record(data: Any, where: str) -> Matrix:
         if not isinstance(entry, dict):
             raise HostError(f"{here}: must be an object")
         for name in FIELDS:
+            if name in NULLABLE and entry.get(name, "") is None:
+                continue
             if not isinstance(entry.get(name), str) or not entry[name]:
-                raise HostError(f"{here}.{name}: must be a non-empty string")
+                null = " or null" if name in NULLABLE else ""
+                raise HostError(f"{here}.{name}: must be a non-empty string{null}")
         variants.append(
             VariantFacts(
                 *(entry[name] for name in FIELDS),
@@ -167,30 +174,29 @@ def load_record(path: str | Path) -> Matrix:
 
 
 def matrix_from_spec(spec: Any, name: str) -> Matrix:
-    """The record an environment of variant `name` carries, computed from a loaded spec."""
+    """The record an environment of variant `name` carries (what pkgs/sglang-env.nix writes: the variants
+    of its line and system), computed from a loaded spec through `Variant.to_json` and read back by
+    `parse_record`, so both sources pass the same checks."""
     from ..variants import resolve_variants  # the spec's modules: only in a checkout, never at run time
 
     every = resolve_variants(spec)
     chosen = next((v for v in every if name in (v.name, v.long_name)), None)
     if chosen is None:
         raise HostError(f"--variant {name!r}: no such variant in {spec.path} (see `sglang-matrix list`)")
-    facts = tuple(
-        VariantFacts(
-            v.name,
-            v.long_name,
-            v.line,
-            v.system,
-            v.target,
-            v.isa,
-            v.python,
-            v.cuda,
-            v.capabilities,
-            spec.isas[v.isa].cpu_features,
-        )
-        for v in every
-        if v.system == chosen.system
-    )
+    entries = []
+    for v in every:
+        if (v.system, v.line) != (chosen.system, chosen.line):
+            continue
+        data = v.to_json()
+        entry = {key: data[key] for key in (*FIELDS, "capabilities")}
+        entry["cpuFeatures"] = list(spec.isas[v.isa].cpu_features) if v.isa is not None else []
+        entries.append(entry)
     table = getattr(spec, "cuda_drivers", None)
-    drivers = DriverTable(dict(table.minimum), dict(table.full)) if table is not None else None
-    current = next(f for f in facts if f.long_name == chosen.long_name)
-    return Matrix(facts, drivers, current, str(spec.path))
+    drivers = DriverTable(dict(table.minimum), dict(table.full)).to_json() if table is not None else None
+    record = {
+        "schema": RECORD_SCHEMA,
+        "variant": chosen.long_name,
+        "cudaDrivers": drivers,
+        "variants": entries,
+    }
+    return parse_record(record, str(spec.path))

@@ -107,13 +107,21 @@ def import_check(python: Path, module: str, host: Host, variant: SmokeVariant) -
     return failed(cid, title, ran.last_line() or f"exit status {ran.rc}")
 
 
+# The wheel attributes that provide a module, where the name differs (sglang 0.5.23 renamed sgl-kernel).
+WHEELS_OF_MODULE = {"sgl_kernel": ("sgl-kernel", "sglang-kernel")}
+
+
 def pruned_paths(variant: SmokeVariant, module: str) -> list[str]:
-    """The paths the variant prunes from the wheel that provides `module` (sgl_kernel -> sgl-kernel)."""
+    """The paths the variant prunes from the wheel that provides `module` (sgl_kernel -> sgl-kernel, or
+    sglang-kernel)."""
     pruned = variant.data.get("pruned") if isinstance(variant.data, dict) else None
     if not isinstance(pruned, dict):
         return []
-    paths = pruned.get(module.replace("_", "-"))
-    return [p for p in paths if isinstance(p, str)] if isinstance(paths, list) else []
+    for attr in WHEELS_OF_MODULE.get(module, (module.replace("_", "-"),)):
+        paths = pruned.get(attr)
+        if isinstance(paths, list):
+            return [p for p in paths if isinstance(p, str)]
+    return []
 
 
 def capability_of_target(target: str) -> str:

@@ -50,7 +50,9 @@ def missing_cpu_features(host: Host, variant: SmokeVariant) -> list[str]:
 
 
 def cpu_reason(host: Host, variant: SmokeVariant) -> str | None:
+    """Why this CPU cannot run the variant's code; None when it can, and always for a variant without an
+    ISA (any CPU of its system runs it)."""
     missing = missing_cpu_features(host, variant)
-    if not missing:
+    if variant.isa is None or not missing:
         return None
     return f"this CPU lacks {isa_label(variant.isa)} ({' '.join(missing)})"

@@ -61,7 +61,8 @@ class SmokeVariant:
     name: str
     capabilities: tuple[str, ...]
     python: str
-    isa: str
+    # None: a variant without an ISA (its torch is a prebuilt wheel), for any CPU of its system.
+    isa: str | None
     cpu_features: tuple[str, ...]
     source: str
     data: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)

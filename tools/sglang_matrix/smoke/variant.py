@@ -39,10 +39,13 @@ def variant_from_json(data: Any, where: str, spec: Any = None) -> SmokeVariant:
     if not isinstance(python, str) or not re.fullmatch(r"\d+\.\d+", python):
         raise UserError(f"{where}: 'python' must be like \"3.12\", not {python!r}")
     capabilities = _strings(data.get("capabilities"), f"{where}: capabilities")
-    isa = data.get("isa") if isinstance(data.get("isa"), str) else ""
+    # null (or absent): no ISA, the variant runs on any CPU of its system.
+    isa = data["isa"] if isinstance(data.get("isa"), str) and data["isa"] else None
     features: tuple[str, ...] | None = None
     if "cpuFeatures" in data:
         features = _strings(data["cpuFeatures"], f"{where}: cpuFeatures")
+    elif isa is None:
+        features = ()
     elif spec is not None and isa in spec.isas:
         features = spec.isas[isa].cpu_features
     else:
@@ -52,8 +55,13 @@ def variant_from_json(data: Any, where: str, spec: Any = None) -> SmokeVariant:
     )
 
 
-# The GPU check that exercises each wheel, for the spec's gpu-code-gaps.
-GPU_CHECK_OF_WHEEL = {"sgl-kernel": "gpu:sgl-kernel", "flashinfer-python": "gpu:flashinfer"}
+# The GPU check that exercises each wheel, for the spec's gpu-code-gaps (sgl-kernel is `sglang-kernel`
+# from sglang 0.5.23 on: the same sgl_kernel module).
+GPU_CHECK_OF_WHEEL = {
+    "sgl-kernel": "gpu:sgl-kernel",
+    "sglang-kernel": "gpu:sgl-kernel",
+    "flashinfer-python": "gpu:flashinfer",
+}
 
 
 def spec_gaps(spec: Any, line: Any) -> dict[str, dict[str, str]]:
@@ -72,8 +80,11 @@ def variant_from_spec(spec: Any, name: str) -> SmokeVariant:
     if found is None:
         raise UserError(f"no variant named {name!r} (see `sglang-matrix list`)")
     data = found.to_json()
-    isa = spec.isas.get(found.isa)
-    features = isa.cpu_features if isa is not None else features_from_cflags(found.cflags)
+    if found.isa is None:
+        features: tuple[str, ...] = ()  # no ISA: any CPU of its system
+    else:
+        isa = spec.isas.get(found.isa)
+        features = isa.cpu_features if isa is not None else features_from_cflags(found.cflags)
     return SmokeVariant(
         found.name,
         found.capabilities,
