@@ -1,5 +1,6 @@
-# A CUDA_HOME-shaped tree for the runtime JIT of FlashInfer, sglang's jit_kernel and sgl-kernel's DeepGEMM:
-# bin/nvcc, include/ and lib/ (with lib/stubs) of the variant's cudaPackages.
+# A CUDA_HOME-shaped tree for the runtime JIT of FlashInfer, sglang (0.5.9: jit_kernel; 0.5.23: kernels/jit) and
+# DeepGEMM (inside sgl-kernel in 0.5.9, sgl-deep-gemm in 0.5.23): bin/nvcc, include/ and lib/ (with lib/stubs) of
+# the variant's cudaPackages.
 #
 # Which packages: matrix.toml's [jit-headers], through the nixpkgs-free layer (lib/default.nix
 # `jitCudaParts`): nvcc and cudart, plus the package of every header the wheels' JIT sources include

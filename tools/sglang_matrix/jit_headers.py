@@ -1,7 +1,8 @@
 """The runtime JIT's CUDA headers: matrix.toml's [jit-headers] against what the wheels really include.
 
-FlashInfer, sglang's jit_kernel and sgl-kernel's DeepGEMM compile CUDA sources with nvcc at run time, against
-the variant's CUDA_HOME (pkgs/cuda-home.nix). Which cudaPackages that home holds is data: [jit-headers]
+FlashInfer, sglang's JIT kernels (sglang/jit_kernel in 0.5.9, sglang/kernels/jit in 0.5.23) and DeepGEMM
+(inside sgl-kernel in 0.5.9, sgl-deep-gemm in 0.5.23) compile CUDA sources with nvcc at run time, against the
+variant's CUDA_HOME (pkgs/cuda-home.nix). Which cudaPackages that home holds is data: [jit-headers]
 `always`, plus the package that ships each header the JIT sources include ([jit-headers.cuda], globs). This
 module reads the table (the Nix side, lib/default.nix `jitCudaParts`, computes the same list), scans a
 wheel's JIT sources for `#include` lines, and classifies each one: a CUDA header (which package), a file the
@@ -28,6 +29,8 @@ from .spec import Spec, key
 # Files the JIT hands to nvcc or the host compiler.
 SOURCE_SUFFIXES = (".h", ".hh", ".hpp", ".cuh", ".cu", ".cc", ".cpp", ".cxx", ".inl", ".inc", ".jinja")
 INCLUDE_RE = re.compile(rb'^[ \t]*#[ \t]*include[ \t]*([<"])([^>"\n]+)[>"]', re.MULTILINE)
+# A Jinja expression inside an #include of a template (FlashInfer's fmha_v2 *.jinja): rendered at run time.
+JINJA_RE = re.compile(r"\{\{.*?\}\}")
 # cudaPackages attributes a table entry may name (nixpkgs' CUDA package set at the pin, FACTS.md).
 CUDA_ATTRS = (
     "cuda_cccl", "cuda_cudart", "cuda_cupti", "cuda_nvcc", "cuda_nvml_dev", "cuda_nvrtc", "cuda_nvtx",
@@ -193,7 +196,11 @@ def scan_wheel(path: Path, roots: tuple[str, ...]) -> tuple[list[Include], set[s
 
 def _shipped(inc: Include, names: set[str]) -> bool:
     """Whether the wheel ships the included file: beside the includer, or at that path under any directory
-    (the JIT passes the wheel's include directories with -I/-isystem)."""
+    (the JIT passes the wheel's include directories with -I/-isystem). In a template, each Jinja expression
+    (`kernel_{{ variant }}.h`) stands for any text: some file the wheel ships must fit it."""
+    if JINJA_RE.search(inc.header):
+        glob = "*/" + JINJA_RE.sub("*", inc.header.lstrip("./"))
+        return any(fnmatch.fnmatchcase(n, glob) for n in names)
     if posixpath.normpath(posixpath.join(posixpath.dirname(inc.file), inc.header)) in names:
         return True
     suffix = "/" + inc.header.lstrip("./")
@@ -233,12 +240,16 @@ def check_wheel(path: Path, attr: str, table: JitTable) -> JitReport:
 
 
 def toolkit_headers(path: Path) -> set[str]:
-    """The headers an NVIDIA redistributable wheel (pip's nvidia-*-cu12) ships, relative to its include/."""
+    """The headers an NVIDIA redistributable wheel (pip's nvidia-*-cu12 or CUDA 13's nvidia-*) ships, as
+    #include names them: relative to its include/. CUDA 13 nests CCCL in include/cccl/ (nvcc adds that
+    directory itself); nixpkgs' cuda_cccl moves it back up to include/ (cuda_cccl.nix, CUDA >= 13.0), so
+    the `cccl/` prefix is dropped here."""
     with zipfile.ZipFile(path) as zf:
         return {
-            n.split("/include/", 1)[1]
+            header.removeprefix("cccl/")
             for n in zf.namelist()
             if "/include/" in n and not n.endswith("/") and not n.endswith("__init__.py")
+            for header in [n.split("/include/", 1)[1]]
         }
 
 
