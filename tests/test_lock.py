@@ -17,7 +17,7 @@ SMALL = ("sglang", "xgrammar", "apache-tvm-ffi")
 def test_committed_lock_is_complete_and_well_formed(cli, root: Path) -> None:
     proc = cli("--root", str(root), "lock", "--check")
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert "11 wheels locked" in proc.stdout
+    assert "57 wheels locked" in proc.stdout
     lock = read_lock(root)["wheels"]
     assert set(lock) == set(wanted_wheels(load_spec(root / "matrix.toml")))
     sglang = lock["sglang-0.5.9-py3-none-any.whl"]
@@ -110,6 +110,35 @@ def test_pip_is_asked_for_exactly_the_locked_file(root: Path) -> None:
     assert "--platform" not in sglang
 
 
+def test_pip_is_asked_for_a_major_only_python_tag_as_the_lines_python(root: Path) -> None:
+    """sgl-deep-gemm's `py3-none-manylinux2014_*` files: `--python-version 3` makes pip reject them for
+    Requires-Python >=3.10 ("No matching distribution"), so pip is asked as the line's Python would."""
+    wanted = wanted_wheels(load_spec(root / "matrix.toml"))
+    for arch in ("x86_64", "aarch64"):
+        args = pip_download_args(
+            wanted[f"sgl_deep_gemm-0.2.3.post2-py3-none-manylinux2014_{arch}.whl"], Path("/d")
+        )
+        joined = " ".join(args)
+        assert f"--platform manylinux2014_{arch}" in joined and "--abi none" in joined
+        assert "--python-version 3.12" in joined and args[-1] == "sgl_deep_gemm==0.2.3.post2"
+
+
+def test_the_0_5_23_line_is_locked(root: Path) -> None:
+    """Every wheel of the 0.5.23 variants, hashed from the real files (sizes as pip downloaded them)."""
+    lock = read_lock(root)["wheels"]
+    torch = lock["torch-2.14.1-cp312-cp312-manylinux_2_28_x86_64.whl"]
+    # docs/release-line-0.5.23.md's appendix (pip's report): sha256 23011fe2...dae50451, in SRI form.
+    assert torch["hash"] == "sha256-IwEf4pqZtZHquzoxolCAxi4sLwaQo8eYdE5UidrlBFE="
+    assert (torch["python"], torch["abi"], torch["platform"]) == ("cp312", "cp312", "manylinux_2_28_x86_64")
+    kernel = lock["sglang_kernel-0.4.10-cp310-abi3-manylinux2014_aarch64.whl"]
+    # The aarch64 wheel has no FA3 object: its prune rule matches nothing there (null).
+    assert kernel["prunable"]["sgl_kernel/flash_ops.abi3.so"] is None
+    x86 = lock["sglang_kernel-0.4.10-cp310-abi3-manylinux2014_x86_64.whl"]
+    assert x86["prunable"]["sgl_kernel/flash_ops.abi3.so"] == 1_122_619_080
+    gemm = lock["sgl_deep_gemm-0.2.3.post2-py3-none-manylinux2014_x86_64.whl"]
+    assert (gemm["dist"], gemm["python"], gemm["abi"]) == ("py3", "py3", "none")
+
+
 @pytest.fixture(scope="module")
 def small_wheel_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
     shared = os.environ.get("SGLANG_MATRIX_WHEEL_CACHE")
@@ -123,8 +152,9 @@ def test_lock_through_pip_reproduces_the_committed_hashes(
     """Download the small wheels through pip (the user's pip configuration applies) and lock only them."""
     lock_before = (project / LOCK_PATH).read_text()
     proc = cli(
-        "--root", str(project), "lock", "--upgrade", "sglang==0.5.9", "--cache", str(small_wheel_cache)
-    )
+        "--root", str(project), "lock", "--upgrade", "sglang==0.5.9", "--line", "0.5.9",
+        "--cache", str(small_wheel_cache),
+    )  # fmt: skip
     if proc.returncode == 2 and "pip download" in proc.stderr:
         pytest.skip(f"the package index is not reachable through pip: {proc.stderr.strip()}")
     assert proc.returncode == 0, proc.stderr
@@ -136,6 +166,8 @@ def test_lock_through_pip_reproduces_the_committed_hashes(
             "lock",
             "--upgrade",
             f"{name}=={version(project, name)}",
+            "--line",
+            "0.5.9",
             "--cache",
             str(small_wheel_cache),
         )
@@ -161,6 +193,8 @@ def test_upgrade_edits_the_spec_and_relocks_one_package(project: Path, cli, smal
         "lock",
         "--upgrade",
         "apache-tvm-ffi==0.1.8",
+        "--line",
+        "0.5.9",
         "--cache",
         str(small_wheel_cache),
     )
@@ -215,7 +249,8 @@ def test_a_failed_upgrade_leaves_spec_and_lock_as_they_were(project: Path, cli, 
     spec_before = (project / "matrix.toml").read_bytes()
     lock_before = (project / LOCK_PATH).read_bytes()
     proc = cli(
-        "--root", str(project), "lock", "--upgrade", "sglang==0.0.0.1", "--cache", str(tmp_path / "c"),
+        "--root", str(project), "lock", "--upgrade", "sglang==0.0.0.1", "--line", "0.5.9",
+        "--cache", str(tmp_path / "c"),
         env={"PIP_NO_INDEX": "1", "PIP_FIND_LINKS": str(tmp_path)},
     )  # fmt: skip
     assert proc.returncode == 2 and "pip download" in proc.stderr
@@ -229,3 +264,29 @@ def test_upgrade_refuses_a_wheel_fetched_by_url(project: Path, cli) -> None:
     assert proc.returncode == 2
     assert "flashinfer-jit-cache is fetched by URL: change its version, url and hash together" in proc.stderr
     assert (project / "matrix.toml").read_bytes() == before
+
+
+def test_an_upgrade_in_one_line_leaves_the_same_wheel_of_other_lines(
+    project: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`lock --upgrade sglang==X --line 0.5.9` relocks 0.5.9's sglang only: the 0.5.23 sglang files keep
+    their entries instead of being fetched again (offline here: pip has no index to ask)."""
+    from sglang_matrix.lockfile import LockError, resolve_lock
+
+    monkeypatch.setenv("PIP_NO_INDEX", "1")
+    monkeypatch.setenv("PIP_FIND_LINKS", str(tmp_path))
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    with zipfile.ZipFile(cache / "sglang-0.5.9-py3-none-any.whl", "w") as stand_in:
+        stand_in.writestr("sglang/__init__.py", "# a stand-in\n")
+    spec = load_spec(project / "matrix.toml")
+    before = read_lock(project)["wheels"]
+    text, _ = resolve_lock(spec, project, cache, only=["sglang"], only_line="0.5.9")
+    after = json.loads(text)["wheels"]
+    stand_in = cache / "sglang-0.5.9-py3-none-any.whl"
+    assert after["sglang-0.5.9-py3-none-any.whl"]["hash"] == sri_sha256(stand_in)
+    assert {k: v for k, v in after.items() if not k.startswith("sglang-0.5.9")} == {
+        k: v for k, v in before.items() if not k.startswith("sglang-0.5.9")
+    }
+    with pytest.raises(LockError, match=r"pip download sglang==0\.5\.23"):
+        resolve_lock(spec, project, cache, only=["sglang"])  # every line's sglang: 0.5.23 is fetched

@@ -37,7 +37,7 @@ with zipfile.ZipFile(dest / f"{name.replace('-', '_')}-{version}-py3-none-any.wh
 # READY and sleeps SECONDS there (the moment between writing the spec and writing the lock).
 SLOW_SPEC_RENAME = slow_rename('str(dst).endswith("matrix.toml")')
 
-UPGRADE = ("lock", "--upgrade", "sglang==0.5.10")
+UPGRADE = ("lock", "--upgrade", "sglang==0.5.10", "--line", "0.5.9")
 
 
 @pytest.fixture

@@ -186,6 +186,7 @@ def lock_cmd(
     spec_path = ctx.root / SPEC_NAME
     with tree_lock(ctx.root):
         only = None
+        only_line = None
         new_spec_text = None
         spec = ctx.spec
         if upgrade:
@@ -194,6 +195,9 @@ def lock_cmd(
 
             name, new_spec_text = plan_upgrade(spec_path, upgrade, line_name)
             only = [name]
+            # The line whose wheel changes (plan_upgrade has made sure there is exactly one): the same
+            # attribute on another line keeps its locked files.
+            only_line = line_name or next(n for n, line in spec.lines.items() if name in line.wheels)
             spec = load_spec_text(new_spec_text, spec_path)
         with progress_bar(as_json) as progress:
             task = progress.add_task("locking", total=len(lockfile.wanted_wheels(spec)))
@@ -202,7 +206,7 @@ def lock_cmd(
                 progress.update(task, completed=done, total=total, description=filename or "done")
 
             lock_text, notes = lockfile.resolve_lock(
-                spec, ctx.root, cache or cache_dir("wheels"), only=only, progress=report
+                spec, ctx.root, cache or cache_dir("wheels"), only=only, progress=report, only_line=only_line
             )
         lockfile.lock_temps(ctx.root, remove=True)  # left by a killed run (we hold the lock: none is live)
         with deferred_signals():

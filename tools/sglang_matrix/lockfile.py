@@ -48,6 +48,7 @@ class Wanted:
     wheel: Wheel
     system: str
     python: str  # the line's Python ("3.12")
+    line: str | None = None  # the release line whose variant fetches it
 
     @property
     def tag(self) -> tuple[str, str, str]:
@@ -75,7 +76,9 @@ def wanted_wheels(spec: Spec) -> dict[str, Wanted]:
     for variant in resolve_variants(spec):
         line = spec.lines[variant.line]
         for attr, filename in variant.wheels.items():
-            wanted.setdefault(filename, Wanted(filename, line.wheels[attr], variant.system, variant.python))
+            wanted.setdefault(
+                filename, Wanted(filename, line.wheels[attr], variant.system, variant.python, variant.line)
+            )
     return dict(sorted(wanted.items()))
 
 
@@ -219,7 +222,10 @@ def pip_download_args(want: Wanted, dest: Path) -> list[str]:
             args += ["--platform", plat]
         first = py.split(".")[0]
         impl, digits = (first[:2], first[2:]) if first[:2] in ("cp", "py", "pp") else ("cp", first[2:])
-        version = f"{digits[0]}.{digits[1:]}" if len(digits) > 1 else digits
+        # A major-only tag (`py3-none-manylinux2014_x86_64`: sgl-deep-gemm) says nothing of the minor
+        # version, but pip checks Requires-Python against --python-version, and "3" fails `>=3.10`: ask
+        # as the line's Python does (pip still offers py3-none-* files to a py312 interpreter).
+        version = f"{digits[0]}.{digits[1:]}" if len(digits) > 1 else want.python
         args += ["--implementation", impl, "--python-version", version]
         for a in abi.split("."):
             args += ["--abi", a]
@@ -284,9 +290,10 @@ def lock(
     cache: Path,
     only: Iterable[str] | None = None,
     progress: Callable[[str, int, int], None] | None = None,
+    only_line: str | None = None,
 ) -> tuple[bool, list[str]]:
     """Resolve, hash and write the lock; return (changed, notes). Raises LockError, leaving it untouched."""
-    text, notes = resolve_lock(spec, root, cache, only, progress)
+    text, notes = resolve_lock(spec, root, cache, only, progress, only_line)
     return write_atomic(root / LOCK_PATH, text), notes
 
 
@@ -296,9 +303,12 @@ def resolve_lock(
     cache: Path,
     only: Iterable[str] | None = None,
     progress: Callable[[str, int, int], None] | None = None,
+    only_line: str | None = None,
 ) -> tuple[str, list[str]]:
     """Download and hash everything the lock needs; return its new text and notes. Writes nothing but
-    the wheel cache, so that an interrupted or failed run leaves the tree as it was."""
+    the wheel cache, so that an interrupted or failed run leaves the tree as it was. With `only`, the
+    wheels of other attributes keep their locked entries; with `only_line` too, so do the wheels of
+    the same attribute in other release lines (`sglang` is in both 0.5.9 and 0.5.23)."""
     previous = read_lock(root)["wheels"]
     wanted = wanted_wheels(spec)
     only_set = {re.sub(r"[-_.]+", "-", n).lower() for n in only} if only else None
@@ -308,7 +318,8 @@ def resolve_lock(
         if progress:
             progress(filename, index, len(wanted))
         keep = previous.get(filename)
-        if only_set is not None and want.wheel.attr not in only_set and keep is not None:
+        other = want.wheel.attr not in (only_set or ()) or (only_line is not None and want.line != only_line)
+        if only_set is not None and other and keep is not None:
             entries[filename] = keep
             continue
         fields = want.entry_fields()

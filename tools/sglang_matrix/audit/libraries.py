@@ -74,9 +74,12 @@ def _elf_json(obj: ElfInfo) -> dict[str, Any]:
 def check_libraries(
     libs: SharedLibReport, spec: Spec, env: AuditEnv, wheel: Wheel | None, findings: list[Finding]
 ) -> LibraryCheck:
-    own = {obj.soname for obj in libs.objects if obj.soname} | {
-        PurePosixPath(obj.name).name for obj in libs.objects
-    }
+    # Bundled means a member whose *file name* is the needed name: autoPatchelf (nixpkgs' auto-patchelf.py,
+    # populate_cache) indexes libraries by file name, not DT_SONAME. An auditwheel-renamed copy
+    # (torchvision.libs/libcudart.faf08d9a.so.13, DT_SONAME libcudart.so.13) does not satisfy an object
+    # that needs plain libcudart.so.13 (torchvision/_C_stable.so): that one must come from `libraries`.
+    own = {PurePosixPath(obj.name).name for obj in libs.objects}
+    renamed = {obj.soname: obj.name for obj in libs.objects if obj.soname and obj.soname not in own}
     uses: list[SonameUse] = []
     providers: set[str] = set()
     unmapped: list[str] = []
@@ -84,6 +87,15 @@ def check_libraries(
         if soname in own:
             uses.append(SonameUse(soname, None, True, objects))
             continue
+        if soname in renamed:
+            findings.append(
+                Finding(
+                    "info",
+                    "libraries",
+                    f"{soname} (needed by {_objects(objects)}) is in the wheel only as {renamed[soname]}, "
+                    "a file of another name, which autoPatchelf does not look up: it comes from outside",
+                )
+            )
         provider = spec.provider(soname)
         uses.append(SonameUse(soname, provider, False, objects))
         if provider is None:
