@@ -435,7 +435,7 @@ def test_a_wheel_torch_line_shares_torch_and_nccl_across_targets(
     t = facts["sglang-0_5_23-sm90-x86_64"]["torch"]
     assert t["name"] == "python3.12-torch-2.14.1" and t["cuda"] == "13.0" and t["cudaSupport"]
     assert t["wheel"]["strip"] and t["wheel"]["ignore"] == ["libcuda.so.1"] and t["wheel"]["remove"]
-    assert t["wheel"]["preFixup"].endswith("site-packages/torch/lib\"\n")
+    assert t["wheel"]["preFixup"].endswith('site-packages/torch/lib"\n')
     assert t["wheel"]["imports"] == ["torch"]
     assert any("libnvshmem" in x for x in t["wheel"]["inputs"]) and any(
         "nccl" in x for x in t["wheel"]["inputs"]

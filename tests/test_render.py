@@ -96,8 +96,10 @@ def test_readme_table_sits_between_markers_and_the_rest_is_kept(project: Path, c
     assert new.startswith(head) and new.endswith(README_END + tail)
     table = new.split(README_BEGIN)[1].split(README_END)[0]
     assert "| sm90 | 9.0 | Hopper |" in table and "`sglang-sm90-avx512`" in table
-    # Short names are spelled out for the default Python and CUDA (47); other groups are marked.
-    assert table.count("` |") == 47
+    # Short names are spelled out for the default Python and CUDA (0.5.9: 47, 0.5.23: 11); other groups are
+    # marked.
+    assert table.count("` |") == 47 + 11
+    assert "| sm90 | 9.0 | Hopper | H100, H200 | `sglang-0_5_23-sm90-x86_64` |" in table
     assert "*Python 3.13, CUDA 12.9, x86_64-linux* (20; names like `sglang-python313-cuda12_9-" in table
     assert "Left out on purpose:" in table and "xgrammar 0.1.27 has no cp313 aarch64 wheel" in table
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -339,3 +341,18 @@ def test_unknown_variant_is_a_one_line_error(cli) -> None:
     proc = cli("show", "sglang-sm91-avx512")
     assert proc.returncode == 2
     assert proc.stderr.strip().count("\n") == 0 and "sglang-sm91-avx512" in proc.stderr
+
+
+@pytest.mark.parametrize("first", ["variants", "weights", "jit_headers", "spec.model", "spec.schema", "spec"])
+def test_the_spec_package_imports_after_any_of_its_users(first: str, root: Path) -> None:
+    """spec/load.py binds variants, weights and jit_headers as modules: importing one of them first runs
+    the spec package's __init__ (and so spec.load) while that module is half-initialised, and a
+    `from ..variants import resolve_variants` there would break `import sglang_matrix.variants`."""
+    code = (
+        f"import sglang_matrix.{first}\n"
+        "from sglang_matrix.spec import load_spec\n"
+        "from sglang_matrix.variants import resolve_variants\n"
+        f"assert resolve_variants(load_spec({str(root / 'matrix.toml')!r}))\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
+    assert proc.returncode == 0, proc.stderr

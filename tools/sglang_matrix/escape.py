@@ -3,7 +3,7 @@ comments), Markdown (text and code spans, in table cells or not) and YAML (scala
 
 Each returns an `Escaped` string, and the template environment (render.environment) refuses to print
 anything else: a value that reaches a generated file without passing through one of these is an error at
-render time, not a file that fails to parse. The spec already rejects control characters (spec.py), so
+render time, not a file that fails to parse. The spec package already rejects control characters, so
 the escapes below for them are a second line of defence, not the first.
 """
 

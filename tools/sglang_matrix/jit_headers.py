@@ -24,7 +24,8 @@ from pathlib import Path
 from typing import Any
 
 from .errors import SpecError
-from .spec import Spec, key
+from .spec.model import Spec
+from .spec.schema import key
 
 # Files the JIT hands to nvcc or the host compiler.
 SOURCE_SUFFIXES = (".h", ".hh", ".hpp", ".cuh", ".cu", ".cc", ".cpp", ".cxx", ".inl", ".inc", ".jinja")

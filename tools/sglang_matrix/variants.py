@@ -13,10 +13,11 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from .errors import SpecError
-from .spec import NAME_RE, key, unsupported
+from .spec.model import unsupported
+from .spec.schema import NAME_RE, key
 
 if TYPE_CHECKING:
-    from .spec import Line, Spec
+    from .spec.model import Line, Spec
 
 
 @dataclass(frozen=True)

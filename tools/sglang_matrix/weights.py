@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import SpecError
-from .spec import key
+from .spec.schema import key
 
 # Upper bounds: generous for any real builder, small enough that sums and products over thousands of
 # variants stay far from float overflow.
