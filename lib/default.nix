@@ -95,7 +95,7 @@ let
           builtins.concatMap (
             attr:
             let
-              paths = rules.prunedPaths line.wheels.${attr} t.capabilities;
+              paths = rules.prunedPaths line.wheels.${attr} c.system t.capabilities;
             in
             if paths == [ ] then
               [ ]

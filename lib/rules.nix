@@ -67,16 +67,19 @@ in
     && (!(wheel ? cuda) || builtins.elem c.cuda (util.toList wheel.cuda))
     && (!prune || !(wheel ? keep-for) || builtins.any (cap: builtins.elem cap wheel.keep-for) capabilities);
 
-  # With pruning on: the `prune` paths of a wheel that none of the variant's capabilities uses.
+  # With pruning on: the `prune` paths of a wheel that none of the variant's capabilities uses, among the
+  # rules about its system's wheel (`systems`, when a rule names them).
   prunedPaths =
-    wheel: capabilities:
+    wheel: system: capabilities:
     if !prune then
       [ ]
     else
       map (rule: rule.path) (
         builtins.filter (
           rule:
-          if rule ? keep-for then
+          if rule ? systems && !(builtins.elem system rule.systems) then
+            false
+          else if rule ? keep-for then
             !(builtins.any (cap: builtins.elem cap rule.keep-for) capabilities)
           else if rule ? keep-but then
             !(builtins.any (cap: !(builtins.elem cap rule.keep-but)) capabilities)

@@ -199,3 +199,31 @@ def regenerate(variant: str) -> None:
 
 if __name__ == "__main__":
     regenerate(sys.argv[1] if len(sys.argv) > 1 else VARIANT)
+
+
+def test_a_prune_rule_scoped_to_other_systems_is_not_about_this_wheel(tmp_path: Path) -> None:
+    """sglang-kernel 0.4.10's FA3 object exists in its x86_64 wheel only: the rule says so (`systems`),
+    and the audit holds only the x86_64 file to it (a rule that matches nothing stops the Nix build)."""
+    import zipfile
+
+    from sglang_matrix.audit.findings import Finding
+    from sglang_matrix.audit.report import check_prune_rules
+    from sglang_matrix.spec import load_spec
+
+    wheel = load_spec(Path(__file__).parent.parent / "matrix.toml").lines["0.5.23"].wheels["sglang-kernel"]
+    rule = next(r for r in wheel.prune if r.path == "sgl_kernel/flash_ops.abi3.so")
+    assert rule.systems == ("x86_64-linux",)
+    found: dict[str, list[Finding]] = {}
+    for arch in ("x86_64", "aarch64"):
+        path = tmp_path / f"sglang_kernel-0.4.10-cp310-abi3-manylinux2014_{arch}.whl"
+        with zipfile.ZipFile(path, "w") as z:  # every other rule's path, but no FA3 object
+            for member in ("sgl_kernel/sm90/common_ops.abi3.so", "sgl_kernel/sm100/common_ops.abi3.so"):
+                z.writestr(member, b"x")
+            z.writestr("sgl_kernel/flashmla_ops.abi3.so", b"x")
+            z.writestr("sgl_kernel/infllm_ops.cpython-310-x86_64-linux-gnu.so", b"x")
+        found[arch] = []
+        check_prune_rules(path, wheel, found[arch])
+    assert [f.message for f in found["x86_64"]] == [
+        "prune path 'sgl_kernel/flash_ops.abi3.so' matches nothing in this wheel"
+    ]
+    assert found["aarch64"] == []

@@ -178,7 +178,7 @@ def resolve_variants(spec: Spec) -> list[Variant]:
             pruned = {
                 attr: paths
                 for attr, wheel in available.items()
-                if prune and (paths := wheel.pruned_paths(target.capabilities))
+                if prune and (paths := wheel.pruned_paths(target.capabilities, system))
             }
             versions = {attr: wheel.version for attr, wheel in available.items()}
             versions["torch"] = line.torch_version

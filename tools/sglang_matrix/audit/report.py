@@ -126,8 +126,11 @@ def check_prune_rules(path: Path, wheel: Wheel | None, findings: list[Finding]) 
     if wheel is None or not wheel.prune:
         return
     sizes = member_sizes(path)
+    # A rule scoped to other systems (`systems`) is not about this file.
+    platform = path.name.removesuffix(".whl").rsplit("-", 1)[-1]
+    system = next((f"{arch}-linux" for arch in ("x86_64", "aarch64") if arch in platform), None)
     for rule in wheel.prune:
-        if matched_bytes(sizes, rule.path) is None:
+        if rule.applies(system) and matched_bytes(sizes, rule.path) is None:
             findings.append(
                 Finding("hard", "prune", f"prune path {rule.path!r} matches nothing in this wheel")
             )

@@ -50,6 +50,13 @@ class PruneRule:
     keep_for: tuple[str, ...]
     keep_but: tuple[str, ...]
     reason: str
+    # The systems whose wheel has the path (empty: every system's). sglang-kernel 0.4.10's FA3 object is in
+    # its x86_64 wheel only, and a rule that matches nothing stops the Nix build.
+    systems: tuple[str, ...] = ()
+
+    def applies(self, system: str | None) -> bool:
+        """Whether the rule is about this system's wheel (None: any system, as for a pure wheel)."""
+        return system is None or not self.systems or system in self.systems
 
     def keeps(self, capabilities: tuple[str, ...]) -> bool:
         if self.keep_for:
@@ -93,8 +100,10 @@ class Wheel:
         """Whether pruning keeps this wheel for a variant with these capabilities."""
         return not self.keep_for or any(cap in self.keep_for for cap in capabilities)
 
-    def pruned_paths(self, capabilities: tuple[str, ...]) -> tuple[str, ...]:
-        return tuple(rule.path for rule in self.prune if not rule.keeps(capabilities))
+    def pruned_paths(self, capabilities: tuple[str, ...], system: str | None = None) -> tuple[str, ...]:
+        return tuple(
+            rule.path for rule in self.prune if rule.applies(system) and not rule.keeps(capabilities)
+        )
 
     def available(self, system: str, cuda: str) -> bool:
         """Whether a variant on this system and CUDA gets this wheel."""

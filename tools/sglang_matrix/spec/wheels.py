@@ -57,7 +57,7 @@ def _parse_prune(r: Reader, t: dict[str, Any], path: str) -> tuple[PruneRule, ..
     rules = []
     for i, entry in enumerate(r.tables(t, "prune", path)):
         where = f"{path}.prune[{i}]"
-        r.only(entry, where, ("path", "keep-for", "keep-but", "reason"))
+        r.only(entry, where, ("path", "keep-for", "keep-but", "reason", "systems"))
         rel = r.string(entry, "path", where)
         if rel.startswith("/") or ".." in rel.split("/") or not re.fullmatch(r"[A-Za-z0-9_.*/+-]+", rel):
             raise r.fail(
@@ -71,7 +71,11 @@ def _parse_prune(r: Reader, t: dict[str, Any], path: str) -> tuple[PruneRule, ..
             for j, cap in enumerate(caps):
                 if not CAPABILITY_RE.match(cap):
                     raise r.fail(f"{where}.{name}[{j}]", cap, 'a capability must look like "9.0"')
-        rules.append(PruneRule(rel, keep_for, keep_but, r.string(entry, "reason", where)))
+        systems = r.strings(entry, "systems", where, required=False)
+        for j, system in enumerate(systems):
+            if system not in SYSTEMS:
+                raise r.fail(f"{where}.systems[{j}]", system, f"unknown system (known: {', '.join(SYSTEMS)})")
+        rules.append(PruneRule(rel, keep_for, keep_but, r.string(entry, "reason", where), systems))
     return tuple(rules)
 
 
