@@ -12,6 +12,8 @@ from __future__ import annotations
 import json
 import os
 import re
+import subprocess
+import sys
 from collections import deque
 from collections.abc import Callable
 from pathlib import Path
@@ -27,6 +29,7 @@ from sglang_matrix.imports.dists import read_environment, stdlib_modules
 from sglang_matrix.imports.walk import WheelModules, walk
 from sglang_matrix.lockfile import fetch_index_wheel, wanted_wheels
 from sglang_matrix.spec import load_spec
+from sglang_matrix.variants import resolve_variants
 
 Cli = Callable[..., CompletedProcess[str]]
 
@@ -345,6 +348,36 @@ def test_environment_modules_and_requirements(tmp_path: Path) -> None:
         read_environment(tmp_path / "site" / "six-1.0.dist-info")
 
 
+def test_modules_a_pth_file_puts_on_the_path(tmp_path: Path) -> None:
+    """nvidia-cutlass-dsl's `cutlass` lives under nvidia_cutlass_dsl/dsl_packages, which its .pth file puts
+    on sys.path with code; libs-core's files provide it. Without reading .pth files the audit would call
+    every `import cutlass` a hard miss."""
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
+    (site,) = venv.glob("lib/python3*/site-packages")
+    dist_info(site, "fake-dsl", ["fake_dsl.pth", "fake_dsl/__init__.py"])
+    dist_info(
+        site, "fake-dsl-core", ["fake_dsl/dsl_packages/cutlass/__init__.py", "fake_dsl/dsl_packages/cute.py"]
+    )
+    dist_info(site, "plain-pth", ["plain.pth", "vendored/inner/__init__.py"])
+    (site / "fake_dsl" / "dsl_packages" / "cutlass").mkdir(parents=True)
+    (site / "fake_dsl" / "__init__.py").write_text("", encoding="utf-8")
+    (site / "fake_dsl" / "dsl_packages" / "cutlass" / "__init__.py").write_text("", encoding="utf-8")
+    (site / "fake_dsl" / "dsl_packages" / "cute.py").write_text("", encoding="utf-8")
+    pth = "import sys, os, fake_dsl; sys.path.insert(0, os.path.join(fake_dsl.__path__[0], 'dsl_packages'))\n"
+    (site / "fake_dsl.pth").write_text(pth, encoding="utf-8")
+    (site / "vendored" / "inner").mkdir(parents=True)
+    (site / "plain.pth").write_text("# a directory line\nvendored\n", encoding="utf-8")
+    env = read_environment(venv)  # through the venv's interpreter: the code line runs
+    assert env.dists["fake-dsl-core"].modules == {"fake_dsl", "cutlass", "cute"}
+    assert env.dists["plain-pth"].modules == {"vendored", "inner"}
+    assert env.providers("cutlass") == ["fake-dsl-core"]
+    # A bare site-packages (no interpreter): only the .pth files' directory lines are read.
+    bare = read_environment(site)
+    assert "cutlass" not in bare.dists["fake-dsl-core"].modules
+    assert bare.dists["plain-pth"].modules == {"vendored", "inner"}
+
+
 def test_stdlib_follows_the_variant_python() -> None:
     assert "distutils" in stdlib_modules("3.11") and "distutils" not in stdlib_modules("3.12")
     assert "cgi" in stdlib_modules("3.12") and "cgi" not in stdlib_modules("3.13")
@@ -395,9 +428,15 @@ def fake(project: Path, tmp_path: Path) -> dict[str, Path]:
         project, lambda t: replace_table(t, 'lines."0.5.9".server-modules', '"sglang.launch_server" = "test"')
     )
     edit(project, lambda t: replace_table(t, f"{SGLANG_TABLE}.optional-imports", 'nvtx = "profiling only"'))
+    edit(
+        project,
+        lambda t: replace_table(t, 'lines."0.5.23".server-modules', '"sglang.launch_server" = "test"'),
+    )
     cache = tmp_path / "cache"
     cache.mkdir()
-    make_wheel(cache / SGLANG, FAKE_SGLANG)
+    # Every sglang file of the spec (0.5.23's are platform wheels) holds the fake: no download here.
+    for name in {v.wheels["sglang"] for v in resolve_variants(load_spec(project / "matrix.toml"))}:
+        make_wheel(cache / name, FAKE_SGLANG)
     site = tmp_path / "site"
     dist_info(site, "ipython", ["IPython/__init__.py", "IPython/display.py"])
     dist_info(site, "torchvision", ["torchvision/__init__.py"])
@@ -495,14 +534,21 @@ def test_human_output_and_all_variants(cli: Cli, fake: dict[str, Path]) -> None:
     out = " ".join(proc.stdout.split())
     assert "hard findings" in out and "IPython" in out and "import sglang.launch_server" in out
     assert "sglang/srt/multimodal/internvl_utils.py:1" in out and "dropped: interactive shell" in out
-    n = len(json.loads(cli("--root", str(project), "list", "--json").stdout))
-    assert f"{n} variant(s)" in out and f"{n} variant(s) with hard findings" in out
+    listed = json.loads(cli("--root", str(project), "list", "--json").stdout)
+    n, n_059 = len(listed), sum(1 for v in listed if v["line"] == "0.5.9")
+    # Only 0.5.9 drops them: 0.5.23 provides ipython (sglang's requires) and torchvision (a line wheel).
+    assert f"{n} variant(s)" in out and f"{n_059} variant(s) with hard findings" in out
     # --json: every variant, each pointing at a result that variants reading the same share
     code, report = audit_json(cli, project, "--all", "--cache", cache)
     assert code == 1 and len(report["variants"]) == n and len(report["results"]) < n
     for variant in report["variants"]:
         found = report["results"][variant["result"]]
-        assert not variant["ok"] and {"IPython", "torchvision"} <= {f["module"] for f in found["findings"]}
+        missing = {"IPython", "torchvision"} & {
+            f["module"] for f in found["findings"] if f["severity"] == "hard"
+        }
+        assert (not variant["ok"], missing) == (
+            ((True, {"IPython", "torchvision"})) if variant["line"] == "0.5.9" else (False, set())
+        )
         assert (found["python"], found["system"]) == (variant["python"], variant["system"])
 
 
@@ -594,3 +640,73 @@ def test_real_sglang_ipython_and_torchvision(cli: Cli, project: Path, sglang_cac
     code, report = audit_json(cli, project, "--cache", sglang_cache)
     assert {"IPython", "torchvision"}.isdisjoint(by_module(report))
     assert by_module(report, "info")["modelscope"]["kind"] == "conditional"  # optional, per the spec
+
+
+# --- the real sglang 0.5.23 wheel (network) ------------------------------------------------------------
+
+SGLANG_0523 = "sglang-0.5.23-cp312-cp312-manylinux_2_34_x86_64.whl"
+VARIANT_0523 = "sglang-0_5_23-sm90-x86_64"
+TABLE_0523 = 'lines."0.5.23".wheels.sglang'
+
+
+@pytest.fixture(scope="session")
+def sglang_0523_cache(tmp_path_factory: pytest.TempPathFactory, root: Path) -> Path:
+    cache = Path(os.environ.get("SGLANG_MATRIX_WHEEL_CACHE") or tmp_path_factory.mktemp("wheels-0523"))
+    wanted = wanted_wheels(load_spec(root / "matrix.toml"))
+    assert SGLANG_0523 in wanted, f"{SGLANG_0523} is no longer in the spec: update this test"
+    try:
+        fetch_index_wheel(wanted[SGLANG_0523], cache)
+    except (UserError, OSError) as e:
+        pytest.skip(f"cannot download {SGLANG_0523} through pip: {e}")
+    return cache
+
+
+def drop_requires(text: str, names: dict[str, str]) -> str:
+    """0.5.23's sglang table with these `requires` entries moved to `dropped` (name -> reason)."""
+    start, end = table_body(text, f"{TABLE_0523}.requires")
+    body = text[start:end]
+    for name in names:
+        body, n = re.subn(rf"(?m)^{re.escape(name)} = .*\n", "", body)
+        assert n == 1, name
+    text = text[:start] + body + text[end:]
+    start, _ = table_body(text, f"{TABLE_0523}.dropped")
+    return text[:start] + "".join(f'{k} = "{v}"\n' for k, v in names.items()) + text[start:]
+
+
+# Requirements of sglang 0.5.23 that its start-up imports at module level, with the module each provides,
+# the first entry module that reaches it and the chain from there (read from the real wheel).
+LOAD_BEARING_0523 = {
+    "ipython": ("IPython", "sglang", ["sglang/__init__.py:57", "sglang/utils.py:25"]),
+    "pyzmq": (
+        "zmq",
+        "sglang",
+        ["sglang/__init__.py:21", "sglang/srt/utils/__init__.py:3", "sglang/srt/utils/network.py:14"],
+    ),
+    "fastapi": (
+        "fastapi",
+        "sglang.srt.entrypoints.http_server",
+        ["sglang/srt/entrypoints/http_server.py:52"],
+    ),
+    "msgspec": ("msgspec", "sglang", ["sglang/__init__.py:48", "sglang/lang/backend/runtime_endpoint.py:9"]),
+}
+
+
+@pytest.mark.network
+def test_real_sglang_0_5_23_fails_without_a_providers(
+    cli: Cli, project: Path, sglang_0523_cache: Path
+) -> None:
+    """Each module-level import of 0.5.23's start-up closure has its provider in the spec: the audit of the
+    spec as it stands has no hard finding, and dropping a provider makes its module a hard miss, with the
+    chain from the entry module that reaches it."""
+    code, report = audit_json(cli, project, "--variant", VARIANT_0523, "--cache", sglang_0523_cache)
+    assert code == 0 and by_module(report, "hard") == {}, [
+        f["message"] for f in by_module(report, "hard").values()
+    ]
+    edit(project, lambda t: drop_requires(t, {d: "test: dropped" for d in LOAD_BEARING_0523}))
+    code, report = audit_json(cli, project, "--variant", VARIANT_0523, "--cache", sglang_0523_cache)
+    hard = by_module(report, "hard")
+    assert code == 1
+    for dist, (module, entry, hops) in LOAD_BEARING_0523.items():
+        assert module in hard, (module, sorted(hard))
+        assert hard[module]["distribution"] == dist and hard[module]["dropped"]["reason"] == "test: dropped"
+        assert hard[module]["entry"] == entry and chain(hard[module]) == hops

@@ -8,7 +8,10 @@ missing, naming the module and the import chain.
 
 from __future__ import annotations
 
+import importlib.machinery
 import json
+import re
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -19,13 +22,16 @@ import pytest
 from packaging.specifiers import SpecifierSet
 from packaging.utils import canonicalize_name
 from sglang_matrix.rehearse import checks
-from sglang_matrix.rehearse.closure import nixpkgs_date, plan_closure
+from sglang_matrix.rehearse import env as rehearse_env
+from sglang_matrix.rehearse.closure import line_nixpkgs_date, nixpkgs_date, plan_closure
 from sglang_matrix.rehearse.env import Environment, torchvision_for
+from sglang_matrix.rehearse.torchplan import torch_abi_config, torch_plan
 from sglang_matrix.spec import load_spec
 from sglang_matrix.variants import find_variant, resolve_variants
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT = "sglang-sm90-avx512"
+DEFAULT_0523 = "sglang-0_5_23-sm90-x86_64"
 
 
 # --- the closure plan ------------------------------------------------------------------------------------
@@ -57,6 +63,63 @@ def test_nixpkgs_date_comes_from_the_flake_lock(tmp_path: Path) -> None:
     assert nixpkgs_date(ROOT / "flake.lock", "0" * 40) is None
     (tmp_path / "broken.lock").write_text("{")
     assert nixpkgs_date(tmp_path / "broken.lock", spec.nixpkgs_rev) is None
+
+
+def test_the_0_5_23_default_variants_closure_and_torch() -> None:
+    spec = load_spec(ROOT / "matrix.toml")
+    variant = find_variant(spec, DEFAULT_0523)
+    assert variant is not None
+    # The line's own nixpkgs pin decides the dated installs, not the top-level one.
+    date = line_nixpkgs_date(spec, variant.line, ROOT / "flake.lock")
+    assert date == "2026-10-05T05:43:54Z" != line_nixpkgs_date(spec, "0.5.9", ROOT / "flake.lock")
+    closure = plan_closure(spec, variant, date)
+    wheels = {w.attr: w for w in closure.wheels}
+    assert {"torch", "torchvision", "triton", "sglang", "sglang-kernel", "sgl-deep-gemm"} <= set(wheels)
+    assert "torch" not in {r.attr for r in closure.requirements}  # a wheel of the line, not nixpkgs'
+    assert "sgl_kernel/sm100" in wheels["sglang-kernel"].pruned
+    line = spec.lines[variant.line]
+    # CI's default: the CPU stand-in, which replaces the line's torch and torchvision wheels.
+    stand_in = torch_plan(line, "2.13.0")
+    assert not stand_in.real and stand_in.skip_wheels == {"torch", "torchvision"}
+    assert stand_in.torchvision == "0.28.0" and stand_in.declare_torchvision_ops
+    # The line's own release: its torchvision wheel, nothing replaced, no operators declared.
+    real = torch_plan(line, "2.14.1")
+    assert real.real and real.skip_wheels == frozenset() and real.torchvision == "0.29.1"
+    assert not real.declare_torchvision_ops
+    # The torch-ABI stand-in covers exactly the wheels that link the line's torch, beside a stand-in.
+    top = {
+        "sglang": ["sglang"],
+        "sglang-kernel": ["sgl_kernel", "triton_kernels"],
+        "sgl-deep-gemm": ["deep_gemm"],
+    }
+    top |= {"sgl-flash-mla": ["flash_mla"], "xgrammar": ["xgrammar"], "torchvision": ["torchvision"]}
+    config = torch_abi_config(stand_in, line, list(wheels), top)
+    assert config is not None
+    assert config["packages"] == ["deep_gemm", "flash_mla", "sgl_kernel", "sglang", "triton_kernels"]
+    assert torch_abi_config(real, line, list(wheels), top) is None
+    assert torch_abi_config(torch_plan(spec.lines["0.5.9"], "2.13.0"), spec.lines["0.5.9"], [], top) is None
+
+
+def test_a_complete_environment_is_reused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A complete environment with the same install plan is reused, not rebuilt: the plan is compared as
+    saved (JSON), and tuples in it (pruned paths, wanted_by) once made every comparison fail."""
+    spec = load_spec(ROOT / "matrix.toml")
+    variant = find_variant(spec, DEFAULT_0523)
+    assert variant is not None
+    closure = plan_closure(spec, variant, "2026-10-05T05:43:54Z")
+    torch = torch_plan(spec.lines[variant.line], "2.13.0")
+    root = tmp_path / "rehearse" / closure.key
+    root.mkdir(parents=True)
+    ready = {"plan": rehearse_env.install_plan(closure, torch), "site": str(root / "site"), "missing": []}
+    (root / rehearse_env.READY).write_text(json.dumps(ready))
+    monkeypatch.setattr(rehearse_env, "_distributions", lambda python: {})
+
+    def no_build(*args: object, **kwargs: object) -> None:
+        raise AssertionError("the environment was rebuilt")
+
+    monkeypatch.setattr(rehearse_env.subprocess, "run", no_build)
+    env = rehearse_env.build_environment(spec, closure, tmp_path, "2.13.0", False, lambda text: None)
+    assert env.reused and env.torch == torch and env.root == root
 
 
 def test_torchvision_pairs_with_torch() -> None:
@@ -117,19 +180,65 @@ def small_env(tmp_path_factory: pytest.TempPathFactory) -> Environment:
         ),
         "app3.py": "import wrapper\n",
         "uses_broken.py": "import gpubroken\n",
+        # Packages that link the line's torch (a wheel-torch line beside a stand-in torch).
+        "abikit/__init__.py": 'raise OSError("_C.so: undefined symbol: _ZN3c1013MessageLoggerC1EPKc")\n',
+        "abicuda/__init__.py": 'raise OSError("libcudart.so.13: cannot open shared object file")\n',
+        "abibroken/__init__.py": 'raise OSError("libfoo.so.2: cannot open shared object file")\n',
+        "abiapp.py": "import abikit\nimport abicuda\nfrom abiext import op\n",
     }
     for name, text in files.items():
         path = site / name
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(text)
+    # An extension module that references a c10 symbol nothing defines: CPython's loader fails in
+    # create_module (dlopen), not in exec_module, as sglang's mem_cache extension does beside torch 2.13.
+    src = root / "abiext.c"
+    src.write_text(
+        "extern void _ZN3c1010fake_thingEv(void);\nvoid PyInit_abiext(void) { _ZN3c1010fake_thingEv(); }\n"
+    )
+    so = site / f"abiext{importlib.machinery.EXTENSION_SUFFIXES[0]}"
+    if shutil.which("gcc"):
+        subprocess.run(["gcc", "-shared", "-fPIC", "-o", str(so), str(src)], check=True)
+    else:  # without a compiler, a module that fails the same way at exec time
+        (site / "abiext.py").write_text(
+            'raise ImportError("abiext.so: undefined symbol: _ZN3c1010fake_thingEv")\n'
+        )
     return Environment(root=root, python=python, site=site)
 
 
 GPU_ONLY = {"gpukit": "needs a GPU", "gpubroken": "needs a GPU"}
 
 
-def _import(env: Environment, modules: list[str], gpu_only: dict[str, str] | None = None) -> dict[str, Any]:
-    return checks.run_harness(env, {"mode": "import", "modules": modules, "gpu_only": gpu_only or {}}, "tmp")
+def _import(
+    env: Environment,
+    modules: list[str],
+    gpu_only: dict[str, str] | None = None,
+    torch_abi: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    config = {"mode": "import", "modules": modules, "gpu_only": gpu_only or {}, "torch_abi": torch_abi}
+    return checks.run_harness(env, config, "tmp")
+
+
+TORCH_ABI = {"packages": ["abikit", "abicuda", "abiext", "abibroken"], "reason": "links torch 2.14.1"}
+
+
+def test_what_links_the_lines_torch_is_stood_in_for_only_for_that_reason(small_env: Environment) -> None:
+    data = _import(small_env, ["abiapp"], torch_abi=TORCH_ABI)
+    assert data["results"][0]["ok"] is True, data["results"]
+    stood = data["torch_abi_stand_ins"]
+    assert set(stood) == {"abikit", "abicuda", "abiext"} and data["stand_ins"] == {}
+    assert "_ZN3c1013MessageLogger" in stood["abikit"] and "links torch 2.14.1" in stood["abikit"]
+    assert "libcudart.so.13" in stood["abicuda"] and "_ZN3c1010fake_thing" in stood["abiext"]
+    # Without the rule (the line's own torch, or a source-torch line) the same import fails.
+    data = _import(small_env, ["abiapp"])
+    assert data["results"][0]["ok"] is False and data["torch_abi_stand_ins"] == {}
+    # A package that links torch but fails for another reason is a real failure.
+    data = _import(small_env, ["abibroken"], torch_abi=TORCH_ABI)
+    assert data["results"][0]["ok"] is False and "libfoo.so.2" in data["results"][0]["error"]
+    assert data["torch_abi_stand_ins"] == {}
+    # A GPU-only module's failure for want of a GPU is not taken for a torch-ABI one, and vice versa.
+    data = _import(small_env, ["app"], GPU_ONLY, TORCH_ABI)
+    assert data["results"][0]["ok"] is True and set(data["stand_ins"]) == {"gpukit"}
 
 
 def test_a_gpu_only_module_is_stood_in_for_only_for_want_of_a_gpu(
@@ -173,10 +282,9 @@ def test_bad_variant_is_one_line_exit_2(cli) -> None:
 
 
 # --- the real rehearsal (network) ------------------------------------------------------------------------
-@pytest.fixture(scope="session")
-def rehearsal() -> dict[str, Any]:
+def _rehearse(variant: str) -> dict[str, Any]:
     proc = subprocess.run(
-        [sys.executable, "-m", "sglang_matrix", "rehearse", DEFAULT, "--json"],
+        [sys.executable, "-m", "sglang_matrix", "rehearse", variant, "--json"],
         cwd=ROOT,
         capture_output=True,
         text=True,
@@ -191,6 +299,18 @@ def rehearsal() -> dict[str, Any]:
     data = json.loads(proc.stdout)
     data["exit_code"] = proc.returncode
     return data
+
+
+@pytest.fixture(scope="session")
+def rehearsal() -> dict[str, Any]:
+    return _rehearse(DEFAULT)
+
+
+@pytest.fixture(scope="session")
+def rehearsal_0523() -> dict[str, Any]:
+    """The 0.5.23 line's default variant, with CI's torch stand-in (2.13.0+cpu): the line's torch 2.14.1
+    wheel and its CUDA libraries are GBs (`--torch 2.14.1` rehearses with them where they are at hand)."""
+    return _rehearse(DEFAULT_0523)
 
 
 @pytest.mark.network
@@ -297,12 +417,14 @@ def test_without_torchvision_the_server_does_not_start(rehearsal: dict[str, Any]
 
 
 @pytest.mark.network
-def test_the_import_audit_finds_no_hard_miss_in_any_variant(rehearsal: dict[str, Any]) -> None:
-    """`audit --imports --all` against the rehearsal's environment (the closest stand-in for each
-    variant's Python set): every module sglang's start-up imports is provided, for all 139 variants."""
-    venv = Path(rehearsal["environment"]["root"]) / "venv"
+def test_the_import_audit_finds_no_hard_miss_in_any_variant(
+    rehearsal: dict[str, Any], rehearsal_0523: dict[str, Any]
+) -> None:
+    """`audit --imports --all` against each line's rehearsal environment (the closest stand-in for each
+    variant's Python set; without --env the audit takes each line's from the cache): every module
+    sglang's start-up imports is provided, for every variant of both lines."""
     proc = subprocess.run(
-        [sys.executable, "-m", "sglang_matrix", "audit", "--imports", "--all", "--env", str(venv), "--json"],
+        [sys.executable, "-m", "sglang_matrix", "audit", "--imports", "--all", "--json"],
         cwd=ROOT,
         capture_output=True,
         text=True,
@@ -311,8 +433,65 @@ def test_the_import_audit_finds_no_hard_miss_in_any_variant(rehearsal: dict[str,
     )
     assert proc.returncode == 0, proc.stderr[-2000:] + proc.stdout[-2000:]
     data = json.loads(proc.stdout)
-    assert data["ok"] is True and data["env"] is not None
+    assert data["ok"] is True
+    for line, rehearsed in (("0.5.9", rehearsal), ("0.5.23", rehearsal_0523)):
+        assert data["envs"][line]["path"] == str(Path(rehearsed["environment"]["root"]) / "venv")
     spec = load_spec(ROOT / "matrix.toml")
     assert len(data["variants"]) == len(resolve_variants(spec))
     hard = [f for r in data["results"] for f in r["findings"] if f["severity"] == "hard"]
     assert hard == [], hard[:3]
+
+
+@pytest.mark.network
+def test_the_0_5_23_default_variant_rehearses(rehearsal_0523: dict[str, Any]) -> None:
+    r = rehearsal_0523
+    failed = [c for c in r["checks"] if c["status"] != "pass"]
+    assert failed == [], json.dumps(failed, indent=1)[:4000]
+    assert r["ok"] is True and r["exit_code"] == 0
+    names = [c["name"] for c in r["checks"]]
+    assert {"imports: sglang", "imports: sgl-deep-gemm", "launch_server --help", "server modules"} <= set(
+        names
+    )
+    assert "sglang-serve --dry-run" in names
+    server = next(c for c in r["checks"] if c["name"] == "server modules")
+    spec = load_spec(ROOT / "matrix.toml")
+    assert {e["module"] for e in server["details"]} == set(spec.lines["0.5.23"].server_modules)
+    assert all(e["ok"] for e in server["details"])
+    # The line's wheels, installed at their locked versions (the CPython 3.11 file of each platform wheel).
+    installed = {canonicalize_name(n): v for n, v in r["distributions"].items()}
+    for attr in ("sglang", "sglang-kernel", "sgl-deep-gemm", "triton", "xgrammar", "transformers"):
+        wheel = spec.lines["0.5.23"].wheels[attr]
+        assert installed[canonicalize_name(wheel.pname)] == wheel.version, attr
+    assert r["dropped_present"] == {}
+
+
+@pytest.mark.network
+def test_the_0_5_23_rehearsal_says_what_stands_in_for_what(rehearsal_0523: dict[str, Any]) -> None:
+    r = rehearsal_0523
+    stand_ins = {s["what"]: s for s in r["environment"]["stand_ins"]}
+    assert "2.14.1" in stand_ins["torch"]["variant_has"] and "2.13.0" in stand_ins["torch"]["rehearsal_has"]
+    assert "0.29.1" in stand_ins["torchvision"]["variant_has"]
+    # sglang is a platform wheel: its CPython 3.11 file stands in for the variant's 3.12 one, by name.
+    assert stand_ins["sglang"]["variant_has"].startswith("sglang-0.5.23-cp312-cp312-")
+    assert stand_ins["sglang"]["rehearsal_has"].startswith("sglang-0.5.23-cp311-cp311-")
+    assert r["environment"]["torch"] == {"torch": "2.13.0", "torchvision": "0.28.0", "real": False}
+    assert canonicalize_name("torch") in {canonicalize_name(n) for n in r["distributions"]}
+    assert r["distributions"]["torch"].startswith("2.13.0")
+    # Every torch-ABI stand-in is a module of a wheel that links the line's torch, stood in for exactly
+    # that reason (an undefined torch/c10 symbol or a CUDA 13 library the CPU torch lacks).
+    abi = r["environment"]["torch_abi"]
+    assert abi is not None and {"sglang", "deep_gemm", "sgl_kernel", "flash_mla"} <= set(abi["packages"])
+    for module, why in r["torch_abi_stand_ins"].items():
+        assert module.split(".")[0] in abi["packages"], module
+        assert re.search(r"undefined symbol: _Z|\.so\.13: cannot open|lib(torch|c10)_cuda\.so", why), why
+    # deep_gemm's import check (the build's) cannot load _C.so beside the CPU torch: stood in, and said.
+    deep_gemm = next(c for c in r["checks"] if c["name"] == "imports: sgl-deep-gemm")
+    assert set(deep_gemm["torch_abi_stand_ins"]) == {"deep_gemm"} and deep_gemm["stand_ins"] == {}
+    # No check stands in for a GPU but the server's; the build's import check of sglang stands in for nothing.
+    build = next(c for c in r["checks"] if c["name"] == "imports: sglang")
+    assert build["stand_ins"] == {} and build["torch_abi_stand_ins"] == {}
+    assert set(r["gpu_stand_ins"]) <= set(spec_gpu_only("0.5.23"))
+
+
+def spec_gpu_only(line: str) -> dict[str, str]:
+    return load_spec(ROOT / "matrix.toml").lines[line].gpu_only_modules

@@ -68,8 +68,13 @@ def wheel_path(spec: Spec, variant: Variant, cache: Path) -> Path:
 
 
 def audit_imports(
-    spec: Spec, variants: list[Variant], env: Environment | None, cache: Path, progress: Progress
+    spec: Spec,
+    variants: list[Variant],
+    envs: dict[str, Environment | None],
+    cache: Path,
+    progress: Progress,
 ) -> tuple[list[VariantImports], list[Walked]]:
+    """`envs`: release line -> the environment its variants are checked against (None: none)."""
     walked: dict[tuple[str, tuple[str, ...]], Walked] = {}
     # Variants that differ only in GPU target and ISA share a closure: line, Python, system, wheels decide it.
     closures: dict[tuple[str, str, str, tuple[tuple[str, str], ...]], Closure] = {}
@@ -77,6 +82,7 @@ def audit_imports(
     task = progress.add_task("imports", total=len(variants))
     for variant in variants:
         line = spec.lines[variant.line]
+        env = envs.get(variant.line)
         if WALKED not in line.wheels:
             raise UserError(f'{spec.path.name}: lines."{line.name}".wheels: no {WALKED} wheel to walk')
         key = (variant.wheels.get(WALKED, ""), entries(line))
@@ -101,7 +107,11 @@ def audit_imports(
     return results, list(walked.values())
 
 
-def to_json(results: list[VariantImports], walked: list[Walked], env: Environment | None) -> str:
+def _env_json(env: Environment | None) -> dict[str, str] | None:
+    return None if env is None else {"path": str(env.path), "site": str(env.site)}
+
+
+def to_json(results: list[VariantImports], walked: list[Walked], envs: dict[str, Environment | None]) -> str:
     """Variants that read the same share one entry of `results` (139 variants make one or a few)."""
     shared: dict[str, int] = {}
     bodies: list[dict[str, object]] = []
@@ -116,7 +126,9 @@ def to_json(results: list[VariantImports], walked: list[Walked], env: Environmen
     return json.dumps(
         {
             "ok": all(r.ok for r in results),
-            "env": None if env is None else {"path": str(env.path), "site": str(env.site)},
+            # The first line's environment (as before there were lines), and each line's.
+            "env": _env_json(next((e for e in envs.values() if e is not None), None)),
+            "envs": {line: _env_json(e) for line, e in envs.items()},
             "wheels": [
                 {"file": w.file, "entries": list(w.walk.entries), "modules_walked": w.walk.modules}
                 for w in walked
@@ -131,16 +143,21 @@ def to_json(results: list[VariantImports], walked: list[Walked], env: Environmen
 # --- human output ------------------------------------------------------------------------------------
 
 
-def print_report(results: list[VariantImports], env: Environment | None) -> None:
+def print_report(results: list[VariantImports], envs: dict[str, Environment | None]) -> None:
     out = Console(highlight=False)
-    if env is None:
-        out.print(
-            "no --env: a distribution's modules are guessed from the spec, and dependencies are not "
-            "followed; only modules of dropped distributions can be hard misses",
-            style="yellow",
-        )
-    else:
-        out.print(f"environment: {env.site} ({len(env.dists)} distributions; PyPI's metadata stands in)")
+    for line, env in envs.items():
+        if env is None:
+            out.print(
+                f"line {line}: no --env and no rehearsal of it: a distribution's modules are guessed from "
+                "the spec, and dependencies are not followed; only modules of dropped distributions can be "
+                "hard misses",
+                style="yellow",
+            )
+        else:
+            out.print(
+                f"line {line}: environment {env.site} ({len(env.dists)} distributions; PyPI's metadata "
+                "stands in)"
+            )
     groups: dict[str, list[VariantImports]] = {}
     for r in results:
         groups.setdefault(r.signature(), []).append(r)
@@ -215,17 +232,20 @@ def _print_group(out: Console, members: list[VariantImports]) -> None:
 
 
 def rehearsed_environment(spec: Spec, variants: list[Variant]) -> Path | None:
-    """The environment `sglang-matrix rehearse` built for the first variant's closure, if there is one: the
-    closest stand-in for the variant's Python set this machine has (its distributions' modules and
+    """The environment `sglang-matrix rehearse` built for one of these variants' closures, if there is one:
+    the closest stand-in for their Python set this machine has (its distributions' modules and
     dependencies)."""
     from ..fsutil import cache_dir
-    from ..rehearse.closure import nixpkgs_date, plan_closure
+    from ..rehearse.closure import line_nixpkgs_date, plan_closure
 
-    if not variants:
-        return None
-    date = nixpkgs_date(spec.path.parent / "flake.lock", spec.nixpkgs_rev)
-    venv = cache_dir("rehearse", plan_closure(spec, variants[0], date).key, "venv")
-    return venv if venv.is_dir() else None
+    # Variants of a line differ in pruning only (removed files, same distributions): the first variant
+    # whose closure was rehearsed stands for all of them.
+    for variant in variants:
+        date = line_nixpkgs_date(spec, variant.line, spec.path.parent / "flake.lock")
+        venv = cache_dir("rehearse", plan_closure(spec, variant, date).key, "venv")
+        if venv.is_dir():
+            return venv
+    return None
 
 
 def run(
@@ -238,14 +258,21 @@ def run(
 ) -> int:
     """The exit status: 0 without hard findings, 1 with."""
     variants = pick_variants(spec, variant_name, every)
-    if env_dir is None:
-        env_dir = rehearsed_environment(spec, variants)
-    env = read_environment(env_dir) if env_dir is not None else None
+    lines = list(dict.fromkeys(v.line for v in variants))
+    envs: dict[str, Environment | None]
+    if env_dir is not None:  # the user's environment, for every line
+        env = read_environment(env_dir)
+        envs = dict.fromkeys(lines, env)
+    else:  # each line's own rehearsal, where one was built: lines differ in every version
+        envs = {}
+        for line in lines:
+            found = rehearsed_environment(spec, [v for v in variants if v.line == line])
+            envs[line] = read_environment(found) if found is not None else None
     progress = progress_bar(as_json)
     with progress:
-        results, walked = audit_imports(spec, variants, env, cache, progress)
+        results, walked = audit_imports(spec, variants, envs, cache, progress)
     if as_json:
-        click.echo(to_json(results, walked, env))
+        click.echo(to_json(results, walked, envs))
     else:
-        print_report(results, env)
+        print_report(results, envs)
     return 0 if all(r.ok for r in results) else 1

@@ -13,8 +13,11 @@ unknown: the report says which.
 from __future__ import annotations
 
 import importlib.metadata as md
+import json
+import subprocess
 import sys
 from collections import deque
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -92,8 +95,47 @@ def site_packages(path: Path) -> Path:
     raise UserError(f"--env {path}: neither a venv nor a site-packages directory with *.dist-info in it")
 
 
+def pth_directories(path: Path, site: Path) -> list[tuple[str, ...]]:
+    """Directories under site-packages that its .pth files put on sys.path (relative parts, longest first).
+
+    nvidia-cutlass-dsl's .pth runs code (`sys.path.insert(0, ...dsl_packages)`): where the environment has
+    an interpreter, ask it (isolated mode still processes site-packages' .pth files, as the variant's
+    Python does); else read the .pth files' plain directory lines."""
+    found: set[Path] = set()
+    python = path / "bin" / "python"
+    if (path / "pyvenv.cfg").is_file() and python.is_file():
+        code = "import json, sys; print(json.dumps(sys.path))"
+        try:
+            proc = subprocess.run(
+                [str(python), "-I", "-c", code], capture_output=True, text=True, timeout=60, check=False
+            )
+            entries = json.loads(proc.stdout) if proc.returncode == 0 else []
+        except (OSError, subprocess.TimeoutExpired, ValueError):
+            entries = []
+        found.update(Path(e) for e in entries if isinstance(e, str) and e)
+    for pth in site.glob("*.pth"):
+        try:
+            lines = pth.read_text().splitlines()
+        except (OSError, UnicodeDecodeError):
+            continue
+        for line in lines:
+            line = line.strip()
+            if line and not line.startswith(("#", "import ", "import\t")):
+                found.add(site / line)
+    rel = set()
+    for entry in found:
+        try:
+            parts = entry.resolve().relative_to(site.resolve()).parts
+        except (OSError, ValueError):
+            continue
+        if parts and (site / Path(*parts)).is_dir():
+            rel.add(parts)
+    return sorted(rel, key=len, reverse=True)
+
+
 def read_environment(path: Path) -> Environment:
     site = site_packages(path)
+    extra = pth_directories(path, site)
     dists: dict[str, Installed] = {}
     for dist in md.distributions(path=[str(site)]):
         raw = dist.metadata["Name"]
@@ -108,17 +150,23 @@ def read_environment(path: Path) -> Environment:
                 parsed.append(Requirement(text))
             except InvalidRequirement:
                 bad.append(text)
-        dists[name] = Installed(name, dist.version, _modules(dist), tuple(parsed), tuple(bad))
+        dists[name] = Installed(name, dist.version, _modules(dist, extra), tuple(parsed), tuple(bad))
     if not dists:
         raise UserError(f"--env {path}: no installed distributions in {site}")
     return Environment(path, site, dists)
 
 
-def _modules(dist: md.Distribution) -> frozenset[str]:
-    """Top-level import names: RECORD's installed files, and top_level.txt where the wheel has one."""
+def _modules(dist: md.Distribution, extra: Sequence[tuple[str, ...]] = ()) -> frozenset[str]:
+    """Top-level import names: RECORD's installed files, and top_level.txt where the wheel has one. A file
+    under a directory a .pth file puts on sys.path (`extra`) provides a top-level name there too."""
     names: set[str] = set()
     for file in dist.files or ():
         parts = file.parts
+        under = next((d for d in extra if parts[: len(d)] == d and len(parts) > len(d)), None)
+        if under is not None:
+            stem, _, ext = parts[len(under)].partition(".")
+            if stem.isidentifier() and (len(parts) > len(under) + 1 or ext == "py" or ext.endswith("so")):
+                names.add(stem)
         if not parts or parts[0] == ".." or parts[0].endswith((".dist-info", ".data", ".egg-info")):
             continue
         if parts[0] == "__pycache__":
@@ -191,12 +239,18 @@ def variant_markers(variant: Variant) -> dict[str, str]:
     }
 
 
+def module_distributions(spec: Spec, line: Line) -> dict[str, str]:
+    """Import name -> distribution for a line: its own `[lines.X.module-distributions]` over the
+    top-level table (0.5.23's deep_gemm is sgl-deep-gemm's, 0.5.9's sgl-kernel's)."""
+    return {**spec.module_distributions, **line.module_distributions}
+
+
 def spec_modules(
     spec: Spec, line: Line, dist: str, wheel_modules: dict[str, frozenset[str]]
 ) -> frozenset[str]:
     """A distribution's modules as the spec knows them: `[module-distributions]`, its wheel's `imports`
     and top-level names (when the wheel was read), else its own name as a module."""
-    names = {m for m, d in spec.module_distributions.items() if canonicalize_name(d) == dist}
+    names = {m for m, d in module_distributions(spec, line).items() if canonicalize_name(d) == dist}
     wheel = next((w for attr, w in line.wheels.items() if canonicalize_name(attr) == dist), None)
     if wheel is not None:
         names.update(m.split(".")[0] for m in wheel.imports)

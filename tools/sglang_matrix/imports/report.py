@@ -18,7 +18,7 @@ from packaging.utils import canonicalize_name
 
 from ..spec import Line, Spec, Wheel
 from ..variants import Variant
-from .dists import Closure, Environment, guess_distribution, stdlib_modules
+from .dists import Closure, Environment, guess_distribution, module_distributions, stdlib_modules
 from .walk import ORDER, Reach, Site, Walk
 
 Severity = Literal["hard", "warning", "info"]
@@ -184,7 +184,7 @@ def analyse(
             continue
         findings.append(_missing(spec, line, wheel, module, reaches, deferred, env, closure))
 
-    findings += _spec_checks(spec, wheel, wheel_file, provided, findings, env)
+    findings += _spec_checks(spec, line, wheel, wheel_file, provided, findings, env)
     rank = {"hard": 0, "warning": 1, "info": 2}
     findings.sort(key=lambda f: (rank[f.severity], f.module))
     return VariantImports(
@@ -212,7 +212,7 @@ def _missing(
 ) -> ImportFinding:
     """The finding for a module that no distribution of the closure provides."""
     installed = env.providers(module) if env is not None else []
-    mapped = spec.module_distributions.get(module)
+    mapped = module_distributions(spec, line).get(module)
     dist = installed[0] if installed else canonicalize_name(mapped) if mapped else guess_distribution(module)
     dropped = dropped_by(line, dist)
     if dropped:
@@ -260,6 +260,7 @@ def _missing(
 
 def _spec_checks(
     spec: Spec,
+    line: Line,
     wheel: Wheel,
     wheel_file: str,
     provided: dict[str, list[str]],
@@ -280,10 +281,15 @@ def _spec_checks(
             )
             out.append(ImportFinding("warning", module, "optional", message))
     if env is not None:
-        for module, dist in spec.module_distributions.items():
+        for module, dist in module_distributions(spec, line).items():
             name = canonicalize_name(dist)
             if name in env.dists and module not in env.dists[name].modules:
                 has = ", ".join(sorted(env.dists[name].modules)) or "no module"
-                message = f"module-distributions.{module} = {dist}: the environment's {dist} provides {has}"
+                table = (
+                    "module-distributions"
+                    if module not in line.module_distributions
+                    else (f'lines."{line.name}".module-distributions')
+                )
+                message = f"{table}.{module} = {dist}: the environment's {dist} provides {has}"
                 out.append(ImportFinding("warning", module, "mapping", message))
     return out

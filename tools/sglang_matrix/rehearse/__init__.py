@@ -19,7 +19,7 @@ from ..errors import UserError
 from ..fsutil import cache_dir
 from ..variants import find_variant
 from . import checks
-from .closure import nixpkgs_date, plan_closure
+from .closure import line_nixpkgs_date, plan_closure
 from .env import DEFAULT_TORCH, build_environment, dependency_only
 from .report import Rehearsal, print_report
 
@@ -58,7 +58,7 @@ def rehearse(
     found = find_variant(spec, variant)
     if found is None:
         raise UserError(f"{spec.path.name}: no variant named {variant!r} (see `sglang-matrix list`)")
-    closure = plan_closure(spec, found, nixpkgs_date(ctx.root / "flake.lock", spec.nixpkgs_rev))
+    closure = plan_closure(spec, found, line_nixpkgs_date(spec, found.line, ctx.root / "flake.lock"))
     cache = cache or cache_dir()
     console = err_console
     start = time.monotonic()

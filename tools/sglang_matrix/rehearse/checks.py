@@ -38,6 +38,8 @@ class CheckResult:
     status: str  # "pass", "fail" or "skip"
     details: list[dict] = field(default_factory=list)
     stand_ins: dict[str, str] = field(default_factory=dict)  # GPU-only module -> why it was stood in for
+    # Module linking the line's torch -> why it was stood in for (beside a stand-in torch only).
+    torch_abi_stand_ins: dict[str, str] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
     seconds: float = 0.0
 
@@ -82,6 +84,7 @@ def _result(name: str, what: str, data: dict, gpu_only: bool) -> CheckResult:
     results = data.get("results", [])
     status = "pass" if results and all(r.get("ok") for r in results) else "fail"
     check = CheckResult(name, what, status, details=results, stand_ins=data.get("stand_ins", {}))
+    check.torch_abi_stand_ins = data.get("torch_abi_stand_ins", {})
     if "crashed" in data:
         check.notes.append(data["crashed"])
     if data.get("torchvision_ops"):
@@ -94,13 +97,18 @@ def _result(name: str, what: str, data: dict, gpu_only: bool) -> CheckResult:
     return check
 
 
+def _stand_ins(env: Environment) -> dict[str, object]:
+    """The stand-ins every check gets from the environment (none for a GPU: that is per check)."""
+    return {"torchvision_ops": env.declare_torchvision_ops, "torch_abi": env.torch_abi}
+
+
 def build_imports(env: Environment, wheel_imports: dict[str, tuple[str, ...]]) -> list[CheckResult]:
     """Each wheel's import check, as pythonImportsCheck runs it: one process per package, no GPU."""
     checks = []
     for attr, modules in wheel_imports.items():
         if not modules:
             continue
-        config = {"mode": "import", "modules": list(modules), "torchvision_ops": True}
+        config = {"mode": "import", "modules": list(modules), **_stand_ins(env)}
         data = run_harness(env, config, SANDBOX_HOME)
         what = f"the {attr} package's import check in the Nix build"
         checks.append(_result(f"imports: {attr}", what, data, False))
@@ -113,7 +121,7 @@ def launch_server_help(closure: Closure, env: Environment) -> tuple[CheckResult,
         "module": "sglang.launch_server",
         "argv": ["--help"],
         "gpu_only": closure.gpu_only,
-        "torchvision_ops": True,
+        **_stand_ins(env),
     }
     data = run_harness(env, config, "tmp")
     check = _result("launch_server --help", "`python -m sglang.launch_server --help`", data, True)
@@ -126,7 +134,7 @@ def server_modules(closure: Closure, env: Environment) -> CheckResult:
         "mode": "import",
         "modules": list(closure.server_modules),
         "gpu_only": closure.gpu_only,
-        "torchvision_ops": True,
+        **_stand_ins(env),
     }
     data = run_harness(env, config, "tmp")
     for entry in data.get("results", []):

@@ -121,6 +121,12 @@ def nixpkgs_date(flake_lock: Path, rev: str) -> str | None:
     return None
 
 
+def line_nixpkgs_date(spec: Spec, line: str, flake_lock: Path) -> str | None:
+    """When the nixpkgs of a release line was committed: its own pin's ([lines.X.nixpkgs]) where it has
+    one, else the top-level [nixpkgs]'s."""
+    return nixpkgs_date(flake_lock, spec.lines[line].nixpkgs_rev or spec.nixpkgs_rev)
+
+
 def plan_closure(spec: Spec, variant: Variant, pinned_at: str | None = None) -> Closure:
     """The variant's closure as the Nix code composes it (pkgs/python-packages.nix, sglang-env.nix)."""
     line = spec.lines[variant.line]

@@ -19,12 +19,13 @@ from pathlib import Path
 
 from packaging.tags import sys_tags
 from packaging.utils import canonicalize_name, parse_wheel_filename
-from packaging.version import InvalidVersion, Version
 
 from ..errors import UserError
 from ..lockfile import LockError, Wanted, fetch_index_wheel, fetch_url_wheel
-from ..spec import Spec
+from ..spec import Line, Spec
 from .closure import BUILT_FROM_SOURCE, Closure, runtime_modules
+from .torchplan import TorchPlan, stand_ins, torch_abi_config, torch_plan
+from .torchplan import torchvision_for as torchvision_for  # re-exported
 
 TOOL_DIR = Path(__file__).resolve().parent.parent
 DEFAULT_TORCH = "2.13.0"
@@ -57,6 +58,13 @@ class Environment:
     pip_check: list[str] = field(default_factory=list)
     distributions: dict[str, dict] = field(default_factory=dict)
     reused: bool = False
+    torch: TorchPlan | None = None
+    # The harness's torch-ABI stand-in (torchplan.torch_abi_config), or None.
+    torch_abi: dict[str, object] | None = None
+
+    @property
+    def declare_torchvision_ops(self) -> bool:
+        return self.torch is None or self.torch.declare_torchvision_ops
 
     def to_json(self) -> dict[str, object]:
         return {
@@ -66,18 +74,9 @@ class Environment:
             "missing": self.missing,
             "pip_check": self.pip_check,
             "reused": self.reused,
+            "torch": self.torch.to_json() if self.torch else None,
+            "torch_abi": self.torch_abi,
         }
-
-
-def torchvision_for(torch_version: str) -> str:
-    """torchvision's release for a torch release: 0.(minor + 15).patch since torch 2.0 / torchvision 0.15."""
-    try:
-        v = Version(torch_version)
-    except InvalidVersion:
-        raise UserError(f"--torch: {torch_version!r} is not a version") from None
-    if v.major != 2:
-        raise UserError(f"--torch: {torch_version!r}: only torch 2.x stand-ins are known")
-    return f"0.{v.minor + 15}.{v.micro}"
 
 
 def _pip(python: Path, args: list[str], what: str) -> str:
@@ -104,17 +103,28 @@ def _installable(filename: str) -> bool:
 
 
 def _fetch_locked(
-    spec: Spec, closure: Closure, cache: Path, env: Environment, extra: list[StandIn], step: Step
-) -> list[Path]:
-    """The locked wheel files, or for a wheel built for another CPython, the same release for this one."""
+    spec: Spec,
+    closure: Closure,
+    cache: Path,
+    env: Environment,
+    extra: list[StandIn],
+    step: Step,
+    skip: frozenset[str] = frozenset(),
+) -> dict[str, Path]:
+    """The locked wheel files (attr -> file), or for a wheel built for another CPython, the same release
+    for this one: the file of the same tag for this CPython where the tag follows the Python (fetched into
+    the lock's wheel cache without the locked file), else whatever file pip picks for it. `skip`: wheels
+    a stand-in replaces (a wheel line's torch and torchvision beside a stand-in torch)."""
     line = spec.lines[closure.line]
     here = f"{sys.version_info.major}.{sys.version_info.minor}"
-    files: list[Path] = []
+    files: dict[str, Path] = {}
     for locked in closure.wheels:
+        if locked.attr in skip:
+            continue
         wheel = line.wheels[locked.attr]
         want = Wanted(locked.filename, wheel, closure.system, closure.python)
-        step(f"fetching {locked.filename}")
         if locked.url:
+            step(f"fetching {locked.filename}")
             path = fetch_url_wheel(want, cache)
             if path is None:
                 env.missing.append(
@@ -122,33 +132,49 @@ def _fetch_locked(
                     "cannot be reached from here"
                 )
                 continue
-        else:
+            files[locked.attr] = path
+            continue
+        if _installable(locked.filename):
+            step(f"fetching {locked.filename}")
             try:
-                path = fetch_index_wheel(want, cache)
+                files[locked.attr] = fetch_index_wheel(want, cache)
             except LockError as err:
                 raise RehearseError(str(err)) from None
-        if not _installable(path.name):
-            step(f"fetching {wheel.pname}=={wheel.version} for CPython {here}")
-            dest = cache / "rehearse-stand-ins"
-            dest.mkdir(parents=True, exist_ok=True)
-            before = set(dest.glob("*.whl"))
-            release = f"{wheel.pname}=={wheel.version}"
-            args = ["download", "--quiet", "--no-deps", "--only-binary=:all:", "-d", str(dest), release]
-            _pip(Path(sys.executable), args, f"download {release} for CPython {here}")
-            got = [
-                p
-                for p in sorted(dest.glob("*.whl"), key=lambda p: (p not in before, p.name))
-                if canonicalize_name(parse_wheel_filename(p.name)[0]) == canonicalize_name(wheel.pname)
-                and str(parse_wheel_filename(p.name)[1]) == wheel.version
-                and _installable(p.name)
-            ]
-            if not got:
-                raise RehearseError(f"no {wheel.pname}=={wheel.version} wheel for CPython {here}")
-            why = f"the locked wheel is for CPython {closure.python}"
-            extra.append(StandIn(locked.attr, locked.filename, got[-1].name, why))
-            path = got[-1]
-        files.append(path)
+            continue
+        why = f"the locked wheel is for CPython {closure.python}"
+        same_tag = wheel.filename(closure.system, here)
+        if same_tag and _installable(same_tag):
+            step(f"fetching {same_tag}")
+            try:
+                path = fetch_index_wheel(Wanted(same_tag, wheel, closure.system, here), cache)
+            except LockError as err:
+                raise RehearseError(str(err)) from None
+        else:
+            path = _download_for_here(wheel.pname, wheel.version, cache / "rehearse-stand-ins", step)
+        extra.append(StandIn(locked.attr, locked.filename, path.name, why))
+        files[locked.attr] = path
     return files
+
+
+def _download_for_here(pname: str, version: str, dest: Path, step: Step) -> Path:
+    """Whatever wheel of pname==version pip picks for the interpreter running this tool."""
+    here = f"{sys.version_info.major}.{sys.version_info.minor}"
+    step(f"fetching {pname}=={version} for CPython {here}")
+    dest.mkdir(parents=True, exist_ok=True)
+    before = set(dest.glob("*.whl"))
+    release = f"{pname}=={version}"
+    args = ["download", "--quiet", "--no-deps", "--only-binary=:all:", "-d", str(dest), release]
+    _pip(Path(sys.executable), args, f"download {release} for CPython {here}")
+    got = [
+        p
+        for p in sorted(dest.glob("*.whl"), key=lambda p: (p not in before, p.name))
+        if canonicalize_name(parse_wheel_filename(p.name)[0]) == canonicalize_name(pname)
+        and str(parse_wheel_filename(p.name)[1]) == version
+        and _installable(p.name)
+    ]
+    if not got:
+        raise RehearseError(f"no {pname}=={version} wheel for CPython {here}")
+    return got[-1]
 
 
 def _prune(site: Path, closure: Closure) -> None:
@@ -184,22 +210,30 @@ json.dump(out, sys.stdout)
     return json.loads(proc.stdout)
 
 
+def install_plan(closure: Closure, torch: TorchPlan) -> dict[str, object]:
+    """What decides an environment's content: a complete one with the same plan is reused."""
+    plan = {
+        "closure": closure.install_plan(),
+        "python": ".".join(map(str, sys.version_info[:3])),
+        "torch": torch.version,
+        "torchvision": torch.torchvision,
+        "runtime": {name: (TOOL_DIR / name).read_text() for name in runtime_modules()},
+    }
+    # As saved (tuples become lists): compared with the saved plan, an unnormalised one never matched.
+    return json.loads(json.dumps(plan))
+
+
 def build_environment(
     spec: Spec, closure: Closure, cache: Path, torch_version: str, rebuild: bool, step: Step
 ) -> Environment:
     here = f"{sys.version_info.major}.{sys.version_info.minor}.{sys.version_info.micro}"
-    tv_version = torchvision_for(torch_version)
-    plan = {
-        "closure": closure.install_plan(),
-        "python": here,
-        "torch": torch_version,
-        "torchvision": tv_version,
-        "runtime": {name: (TOOL_DIR / name).read_text() for name in runtime_modules()},
-    }
+    line = spec.lines[closure.line]
+    torch = torch_plan(line, torch_version)
+    plan = install_plan(closure, torch)
     base = cache / "rehearse"
-    root = base / closure.key
-    env = Environment(root=root, python=root / "venv" / "bin" / "python", site=Path())
-    line_torch = spec.lines[closure.line].torch_version
+    # The line's own torch gets an environment of its own beside the stand-in's.
+    root = base / (closure.key + ("-torch" + torch_version if torch.real else ""))
+    env = Environment(root=root, python=root / "venv" / "bin" / "python", site=Path(), torch=torch)
     env.stand_ins = [
         StandIn(
             "python",
@@ -207,18 +241,7 @@ def build_environment(
             f"CPython {here}",
             "the interpreter running this tool",
         ),
-        StandIn(
-            "torch",
-            f"nixpkgs' torch {line_torch}, built for the variant's SMs and ISA",
-            f"torch {torch_version} (pip's local build; CPU-only where it is +cpu)",
-            "no CUDA torch is built or downloaded here",
-        ),
-        StandIn(
-            "torchvision",
-            "nixpkgs' torchvision, built against the variant's torch",
-            f"torchvision {tv_version}'s Python code, its compiled operators declared by name only",
-            "PyPI's torchvision is built against PyPI's CUDA torch: its operators cannot load here",
-        ),
+        *(StandIn(*s) for s in stand_ins(torch, line, closure.python)),
     ]
     ready = root / READY
     if not rebuild and ready.is_file():
@@ -233,6 +256,7 @@ def build_environment(
             env.pip_check = saved.get("pip_check", [])
             env.site = Path(saved["site"])
             env.distributions = _distributions(env.python)
+            env.torch_abi = _torch_abi(torch, line, closure, env)
             return env
 
     base.mkdir(parents=True, exist_ok=True)
@@ -251,25 +275,36 @@ def build_environment(
         # pip 26 is the first that can take the newest release out by a date (--uploaded-prior-to).
         step("upgrading pip in the environment")
         _pip(python, ["install", "--quiet", "--upgrade", "pip>=26.0"], "upgrade pip")
+        extra: list[StandIn] = []
+        files = _fetch_locked(spec, closure, cache / "wheels", env, extra, step, torch.skip_wheels)
+        env.stand_ins += extra
         constraints = scratch / "constraints.txt"
-        pins = [f"torch=={torch_version}", f"torchvision=={tv_version}"]
+        pins = [f"torch=={torch.version}", f"torchvision=={torch.torchvision}"]
+        # The locked wheels stay as locked: nixpkgs' packages are built against them, not beside others.
+        pins += [f"{canonicalize_name(line.wheels[a].pname)}=={line.wheels[a].version}" for a in files]
         pins += [
             f"{r.dist}{r.specifier}"
             for r in closure.requirements
             if r.specifier and r.attr not in BUILT_FROM_SOURCE
         ]
-        constraints.write_text("\n".join(pins) + "\n")
-        step(f"installing torch {torch_version} (stand-in)")
-        _pip(python, ["install", "--quiet", f"torch=={torch_version}"], f"install torch=={torch_version}")
-        step(f"installing torchvision {tv_version} (stand-in, without its dependencies)")
-        tv = f"torchvision=={tv_version}"
-        _pip(python, ["install", "--quiet", "--no-deps", tv], f"install {tv}")
-        extra: list[StandIn] = []
-        files = _fetch_locked(spec, closure, cache / "wheels", env, extra, step)
-        env.stand_ins += extra
+        constraints.write_text("\n".join(dict.fromkeys(pins)) + "\n")
+        if torch.real:
+            # The line's torch with its Requires-Dist: pip's nvidia-* wheels stand in for the CUDA libraries
+            # autoPatchelf links in the Nix build (a stand-in the report names), and the locked triton.
+            with_deps = [files.pop(a) for a in ("torch", "triton") if a in files]
+            step(f"installing torch {torch.version} (the line's) with pip's CUDA libraries")
+            args = ["install", "--quiet", "-c", str(constraints), *map(str, with_deps)]
+            _pip(python, args, f"install torch {torch.version}")
+        else:
+            step(f"installing torch {torch.version} (stand-in)")
+            _pip(python, ["install", "--quiet", f"torch=={torch.version}"], f"install torch=={torch.version}")
+            step(f"installing torchvision {torch.torchvision} (stand-in, without its dependencies)")
+            tv = f"torchvision=={torch.torchvision}"
+            _pip(python, ["install", "--quiet", "--no-deps", tv], f"install {tv}")
         step(f"installing {len(files)} locked wheels (without their Requires-Dist, as the Nix build does)")
         if files:
-            _pip(python, ["install", "--quiet", "--no-deps", *map(str, files)], "install the locked wheels")
+            paths = [str(p) for p in files.values()]
+            _pip(python, ["install", "--quiet", "--no-deps", *paths], "install the locked wheels")
         wanted = [f"{r.dist}{r.specifier}" for r in closure.requirements if r.attr not in BUILT_FROM_SOURCE]
         step(f"installing {len(wanted)} nixpkgs-provided requirements and their dependencies")
         dated = ["--uploaded-prior-to", closure.nixpkgs_date] if closure.nixpkgs_date else []
@@ -300,16 +335,23 @@ def build_environment(
         shutil.rmtree(root, ignore_errors=True)
         os.replace(scratch, root)
         # An environment of the same closure with an older plan is stale: a few GB each, never reused.
+        # (The line's own torch and the stand-in each keep one environment.)
         prefix = closure.key.rsplit("-", 1)[0] + "-"
         for old in base.glob(f"{prefix}*"):
-            if old != root and old.is_dir():
+            if old != root and old.is_dir() and ("-torch" in old.name) == torch.real:
                 shutil.rmtree(old, ignore_errors=True)
     except BaseException:
         shutil.rmtree(scratch, ignore_errors=True)
         raise
     env.site = Path(json.loads(ready.read_text())["site"])
     env.distributions = _distributions(env.python)
+    env.torch_abi = _torch_abi(torch, line, closure, env)
     return env
+
+
+def _torch_abi(torch: TorchPlan, line: Line, closure: Closure, env: Environment) -> dict[str, object] | None:
+    top = {canonicalize_name(n): d["top_level"] for n, d in env.distributions.items()}
+    return torch_abi_config(torch, line, [w.attr for w in closure.wheels], top)
 
 
 def dependency_only(closure: Closure, env: Environment) -> dict[str, list[str]]:

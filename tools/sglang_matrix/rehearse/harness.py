@@ -4,7 +4,8 @@
     python harness.py CONFIG.json OUT.json
 
 CONFIG: {"mode": "import" | "run", "modules": [...], "argv": [...], "gpu_only": {module: reason},
-"torchvision_ops": bool}. Kept free of sglang_matrix imports: the environment does not hold the tool.
+"torch_abi": {"packages": [...], "reason": str} | null, "torchvision_ops": bool}. Kept free of
+sglang_matrix imports: the environment does not hold the tool.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import sys
 import time
 import traceback
 import types
+from dataclasses import dataclass
 from pathlib import Path
 
 # An import that fails with one of these in its message failed for want of a GPU, its driver or CUDA's
@@ -66,22 +68,77 @@ def _first_line(err: BaseException) -> str:
     return f"{type(err).__name__}: {lines[0] if lines else ''}".rstrip(": ")
 
 
-class _GpuOnlyLoader(importlib.abc.Loader):
-    def __init__(self, real: importlib.abc.Loader, reason: str) -> None:
+# An import of a package that links the line's torch (a wheel-torch line beside a stand-in torch) that fails
+# with one of these failed because the stand-in is not that torch: an undefined torch/c10/ATen C++ symbol,
+# a CUDA 13 library the stand-in does not bring, or the CUDA part of torch itself.
+TORCH_ABI_REASONS = re.compile(
+    r"undefined symbol: _Z\w*?(?:3c10|2at|5torch)\d|"
+    r"lib[\w+.-]*\.so\.13: cannot open shared object file|"
+    r"lib(?:torch_cuda|c10_cuda)\.so: cannot open shared object file"
+)
+
+torch_abi_skips: dict[str, str] = {}
+
+
+@dataclass
+class Rule:
+    """Stand in for a module under one of `prefixes` whose import fails with an error matching `pattern`."""
+
+    prefixes: tuple[str, ...]
+    reasons: dict[str, str]  # prefix -> why it may fail so
+    pattern: re.Pattern[str]
+    table: dict[str, str]  # where the stand-ins are recorded
+
+    def reason(self, name: str) -> str | None:
+        for prefix in self.prefixes:
+            if name == prefix or name.startswith(prefix + "."):
+                return self.reasons[prefix]
+        return None
+
+
+class _StandInLoader(importlib.abc.Loader):
+    def __init__(self, real: importlib.abc.Loader, rules: list[tuple[Rule, str]]) -> None:
         self.real = real
-        self.reason = reason
+        self.rules = rules
+        self.failed = False
+
+    def __getattr__(self, name: str) -> object:
+        # get_code, get_source, is_package, get_filename...: runpy and inspect ask the loader for them.
+        return getattr(self.real, name)
+
+    def _stand_in(self, name: str, err: Exception) -> bool:
+        """Whether the failure (or what caused it: torch re-raises a dlopen error as its own) is one the
+        rules stand in for; if so, record it with the matching error's first line."""
+        chain: list[BaseException] = []
+        link: BaseException | None = err
+        while link is not None and link not in chain:
+            chain.append(link)
+            link = link.__cause__ or link.__context__
+        for rule, reason in self.rules:
+            for exc in chain:
+                if rule.pattern.search("".join(traceback.format_exception_only(type(exc), exc))):
+                    rule.table[name] = f"{reason} ({_first_line(exc)})"
+                    return True
+        return False
 
     def create_module(self, spec):  # type: ignore[no-untyped-def]
-        return self.real.create_module(spec)
+        try:
+            return self.real.create_module(spec)
+        except Exception as err:  # an extension module fails here, when it is loaded
+            if not self._stand_in(spec.name, err):
+                raise  # a real failure
+            self.failed = True
+            return StandIn(spec.name)
 
     def exec_module(self, module: types.ModuleType) -> None:
+        if self.failed:
+            module.__class__ = StandIn
+            return
         try:
             self.real.exec_module(module)  # type: ignore[attr-defined]
         except Exception as err:
-            text = "".join(traceback.format_exception_only(type(err), err))
-            if not GPU_REASONS.search(text):
-                raise  # a real failure, not the want of a GPU
-            skips[module.__name__] = f"{self.reason} ({_first_line(err)})"
+            if not self._stand_in(module.__name__, err):
+                raise  # a real failure, not the want of a GPU or of the line's torch
             keep = ("__name__", "__spec__", "__loader__", "__path__", "__file__", "__package__")
             saved = {k: module.__dict__[k] for k in keep if k in module.__dict__}
             module.__dict__.clear()
@@ -89,27 +146,21 @@ class _GpuOnlyLoader(importlib.abc.Loader):
             module.__class__ = StandIn
 
 
-class _GpuOnlyFinder(importlib.abc.MetaPathFinder):
-    def __init__(self, modules: dict[str, str]) -> None:
-        self.modules = modules
-
-    def _reason(self, name: str) -> str | None:
-        for module, reason in self.modules.items():
-            if name == module or name.startswith(module + "."):
-                return reason
-        return None
+class _StandInFinder(importlib.abc.MetaPathFinder):
+    def __init__(self, rules: list[Rule]) -> None:
+        self.rules = rules
 
     def find_spec(self, name, path, target=None):  # type: ignore[no-untyped-def]
-        reason = self._reason(name)
-        if reason is None:
+        rules = [(rule, reason) for rule in self.rules if (reason := rule.reason(name)) is not None]
+        if not rules:
             return None
         for finder in sys.meta_path:
-            if finder is self or not hasattr(finder, "find_spec"):
+            if isinstance(finder, _StandInFinder) or not hasattr(finder, "find_spec"):
                 continue
             spec = finder.find_spec(name, path, target)
             if spec is not None:
                 if spec.loader is not None:
-                    spec.loader = _GpuOnlyLoader(spec.loader, reason)
+                    spec.loader = _StandInLoader(spec.loader, rules)
                 return spec
         return None
 
@@ -188,8 +239,18 @@ def main() -> int:
     out_path = Path(sys.argv[2])
     site_roots = sorted((p for p in sys.path if p.endswith("site-packages")), key=len, reverse=True)
     result: dict[str, object] = {"python": sys.version.split()[0], "results": []}
+    rules = []
+    abi = config.get("torch_abi")
+    if abi:  # first: beside a stand-in torch, what links the line's torch fails for that reason first
+        packages = tuple(abi["packages"])
+        rules.append(
+            Rule(packages, dict.fromkeys(packages, abi["reason"]), TORCH_ABI_REASONS, torch_abi_skips)
+        )
     if config.get("gpu_only"):
-        sys.meta_path.insert(0, _GpuOnlyFinder(config["gpu_only"]))
+        gpu = config["gpu_only"]
+        rules.append(Rule(tuple(gpu), gpu, GPU_REASONS, skips))
+    if rules:
+        sys.meta_path.insert(0, _StandInFinder(rules))
     if config.get("torchvision_ops"):
         result["torchvision_ops"] = declare_torchvision_ops()
     results: list[dict[str, object]] = []
@@ -224,6 +285,7 @@ def main() -> int:
         results.append(entry)
     result["results"] = results
     result["stand_ins"] = skips
+    result["torch_abi_stand_ins"] = torch_abi_skips
     out_path.write_text(json.dumps(result, indent=1))
     return 0
 

@@ -41,6 +41,12 @@ class Rehearsal:
             used.update(check.stand_ins)
         return used
 
+    def torch_abi_stand_ins_used(self) -> dict[str, str]:
+        used: dict[str, str] = {}
+        for check in self.checks:
+            used.update(check.torch_abi_stand_ins)
+        return used
+
     def to_json(self) -> dict[str, object]:
         return {
             "variant": self.variant.name,
@@ -64,6 +70,7 @@ class Rehearsal:
             "dependency_only": self.dependency_only,
             "dropped_present": self.dropped_present,
             "gpu_stand_ins": self.stand_ins_used(),
+            "torch_abi_stand_ins": self.torch_abi_stand_ins_used(),
             "checks": [c.to_json() for c in self.checks],
         }
 
@@ -83,6 +90,10 @@ def print_report(out: Console, r: Rehearsal) -> None:
         stand.add_row(s.what, s.variant_has, s.rehearsal_has, s.why)
     for module, why in r.stand_ins_used().items():
         stand.add_row(module, "the real module, on a GPU", "a stand-in that records the skip", why)
+    line_torch = r.env.torch.line_version if r.env.torch else "the line's torch"
+    for module, why in r.torch_abi_stand_ins_used().items():
+        real = f"the real module, loaded beside torch {line_torch}"
+        stand.add_row(module, real, "a stand-in that records the skip", why)
     out.print(stand)
     for missing in r.env.missing:
         out.print(f"[yellow]not in the rehearsal:[/] {missing}")
