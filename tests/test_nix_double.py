@@ -15,10 +15,11 @@ X86 = 'system = "x86_64-linux"'
 CUDA = 'config = { allowUnfree = true; cudaSupport = true; cudaCapabilities = [ "9.0" "10.0" ]; }'
 
 
-def evaluate(nix_bin: Path, expr: str) -> subprocess.CompletedProcess[str]:
+def evaluate(nix_bin: Path, expr: str, double: Path = DOUBLE) -> subprocess.CompletedProcess[str]:
+    """EXPR evaluated strictly to JSON in the double's directory (`import ./.` is that pin's nixpkgs)."""
     return subprocess.run(
         ["nix-instantiate", "--eval", "--strict", "--json", "--expr", expr],
-        cwd=DOUBLE,
+        cwd=double,
         env=nix_env(nix_bin),
         capture_output=True,
         text=True,
@@ -26,14 +27,14 @@ def evaluate(nix_bin: Path, expr: str) -> subprocess.CompletedProcess[str]:
     )
 
 
-def value(nix_bin: Path, expr: str) -> object:
-    proc = evaluate(nix_bin, expr)
+def value(nix_bin: Path, expr: str, double: Path = DOUBLE) -> object:
+    proc = evaluate(nix_bin, expr, double)
     assert proc.returncode == 0, proc.stderr[-2000:]
     return json.loads(proc.stdout)
 
 
-def error(nix_bin: Path, expr: str) -> str:
-    proc = evaluate(nix_bin, expr)
+def error(nix_bin: Path, expr: str, double: Path = DOUBLE) -> str:
+    proc = evaluate(nix_bin, expr, double)
     assert proc.returncode != 0, proc.stdout
     return proc.stderr
 

@@ -8,6 +8,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
+import test_nix_double
 from conftest import ROOT, nix_env
 
 DOUBLE_B = ROOT / "tests" / "nixpkgs-double-0_5_23"
@@ -22,26 +23,15 @@ def pkgs(caps: str = '"9.0" "10.0"', extra: str = "") -> str:
 
 
 def evaluate(nix_bin: Path, expr: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        ["nix-instantiate", "--eval", "--strict", "--json", "--expr", expr],
-        cwd=DOUBLE_B,
-        env=nix_env(nix_bin),
-        capture_output=True,
-        text=True,
-        check=False,
-    )
+    return test_nix_double.evaluate(nix_bin, expr, DOUBLE_B)
 
 
 def value(nix_bin: Path, expr: str) -> object:
-    proc = evaluate(nix_bin, expr)
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    return json.loads(proc.stdout)
+    return test_nix_double.value(nix_bin, expr, DOUBLE_B)
 
 
 def error(nix_bin: Path, expr: str) -> str:
-    proc = evaluate(nix_bin, expr)
-    assert proc.returncode != 0, proc.stdout
-    return proc.stderr
+    return test_nix_double.error(nix_bin, expr, DOUBLE_B)
 
 
 def test_default_sets_follow_all_packages(nix_bin: Path) -> None:

@@ -44,10 +44,7 @@ def parse_line(
     for i, cuda in enumerate(cudas):
         if not MAJOR_MINOR_RE.match(cuda):
             raise r.fail(r.item(path, "cuda", i, cudas), cuda, 'a CUDA version must look like "12.8"')
-    systems = r.strings(t, "systems", path)
-    for i, system in enumerate(systems):
-        if system not in SYSTEMS:
-            raise r.fail(f"{path}.systems[{i}]", system, f"unknown system (known: {', '.join(SYSTEMS)})")
+    systems = r.systems(t, "systems", path)
 
     line_targets = r.strings(t, "targets", path)
     for i, target in enumerate(line_targets):

@@ -8,7 +8,7 @@ import tomllib
 from typing import Any
 
 from ..errors import SpecError
-from .schema import PROVIDER_SPECIALS, key
+from .schema import PROVIDER_SPECIALS, SYSTEMS, key
 
 
 class Reader:
@@ -57,6 +57,16 @@ class Reader:
             if not isinstance(item, str) or not item:
                 raise self.fail(f"{here}[{i}]", item, "must be a non-empty string")
         return tuple(value)
+
+    def systems(self, data: dict[str, Any], name: str, path: str, required: bool = True) -> tuple[str, ...]:
+        """A list of Nix systems this project knows (`systems` of an ISA, a line or a prune rule)."""
+        systems = self.strings(data, name, path, required)
+        for i, system in enumerate(systems):
+            if system not in SYSTEMS:
+                raise self.fail(
+                    f"{path}.{name}[{i}]", system, f"unknown system (known: {', '.join(SYSTEMS)})"
+                )
+        return systems
 
     def tables(self, data: dict[str, Any], name: str, path: str) -> list[dict[str, Any]]:
         """An optional array of tables ([[path.name]])."""
