@@ -178,6 +178,7 @@ def test_every_placeholder_is_filled_by_the_nix_code() -> None:
         "python",
         "driverSearch",
         "record",
+        "driverExports",
         "exec",
     }
     for name in names - {"exec"}:

@@ -407,6 +407,23 @@ def test_shared_derivations_are_shared(facts: dict[str, Any], variants: dict[str
     assert len({facts[n]["wheels"]["sgl-kernel"]["drv"] for n in old}) == len(old)
 
 
+def test_the_launcher_names_the_driver_for_pips_triton_only_where_triton_is_a_wheel(
+    facts: dict[str, Any], nix_bin: Path, tmp_path: Path
+) -> None:
+    """pip's triton (0.5.23) finds libcuda through TRITON_LIBCUDA_PATH, else `/sbin/ldconfig -p`, which NixOS
+    lacks: the launcher sets it to the driver directory it found. nixpkgs' triton (0.5.9) is patched
+    instead, and those launchers stay as they were."""
+    new = facts["sglang-0_5_23-sm90-x86_64"]["launcher"]
+    old = facts["sglang-sm90-avx512"]["launcher"]
+    exposed = 'export LD_LIBRARY_PATH="$_sglang_matrix_driver${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"'
+    assert f"{exposed}\n" in old and "TRITON_LIBCUDA_PATH" not in old
+    block = new[new.index(exposed) :].split("\n  fi\n")[0]
+    assert block.rstrip().endswith('export TRITON_LIBCUDA_PATH="$_sglang_matrix_driver"'), block
+    script = tmp_path / "launcher.bash"
+    script.write_text(new)
+    assert subprocess.run(["bash", "-n", str(script)], capture_output=True).returncode == 0
+
+
 def test_a_wheel_torch_line_shares_torch_and_nccl_across_targets(
     facts: dict[str, Any], variants: dict[str, Any]
 ) -> None:

@@ -23,7 +23,7 @@ from conftest import ROOT
 from sglang_matrix.errors import SpecError
 from sglang_matrix.spec import load_spec
 from sglang_matrix.variants import resolve_variants
-from test_nix import DOUBLE, DOUBLE_B, nix, overrides
+from test_nix import nix, overrides
 
 CLOSURE = """
 p: builtins.mapAttrs (_: env:
@@ -123,7 +123,8 @@ def test_every_isa_names_a_gcc_arch_nixpkgs_knows() -> None:
         else:
             assert isa.gcc_arch in ("armv8.2-a", "armv9-a"), (name, isa.gcc_arch)
     for v in resolve_variants(spec):
-        assert v.gcc_arch == spec.isas[v.isa].gcc_arch
+        # A variant without an ISA (torch from its wheel) needs no gccarch feature at all.
+        assert v.gcc_arch == (spec.isas[v.isa].gcc_arch if v.isa else None)
 
 
 @pytest.mark.parametrize("value", ["x86 64", "X86-64-V4", ""])
@@ -138,14 +139,15 @@ def test_a_bad_gcc_arch_is_one_line(tmp_path: Path, value: str) -> None:
 
 
 def test_checks_do_not_instantiate_any_variant(nix_bin: Path, tmp_path: Path) -> None:
-    """`checks` stay cheap: they evaluate against a nixpkgs that refuses any CUDA configuration."""
-    double = tmp_path / "double"
-    shutil.copytree(DOUBLE, double)
-    default = double / "default.nix"
-    text = default.read_text()
+    """`checks` stay cheap: they evaluate against nixpkgs (both pins) that refuses any CUDA configuration."""
+    # Both doubles, since the pin-B one builds on the pin-A one's make.nix (through `../`).
+    for name in ("nixpkgs-double", "nixpkgs-double-0_5_23"):
+        shutil.copytree(ROOT / "tests" / name, tmp_path / name)
+    make = tmp_path / "nixpkgs-double" / "make.nix"
+    text = make.read_text()
     marker = "builtins.seq checkedConfig (fix applyOverlays)"
     assert marker in text
-    default.write_text(
+    make.write_text(
         text.replace(
             marker,
             'if config.cudaSupport or false then throw "a variant was instantiated" else ' + marker,
@@ -155,8 +157,8 @@ def test_checks_do_not_instantiate_any_variant(nix_bin: Path, tmp_path: Path) ->
         nix_bin,
         "eval",
         "--json",
-        *["--override-input", "nixpkgs", f"path:{double}"],
-        *["--override-input", "nixpkgs-0_5_23", DOUBLE_B],
+        *["--override-input", "nixpkgs", f"path:{tmp_path / 'nixpkgs-double'}"],
+        *["--override-input", "nixpkgs-0_5_23", f"path:{tmp_path}?dir=nixpkgs-double-0_5_23"],
         ".#checks",
         "--apply",
         "c: builtins.mapAttrs (_: s: builtins.mapAttrs (_: d: d.drvPath) s) c",
