@@ -1,9 +1,9 @@
 """The runtime JIT's CUDA_HOME holds what the JIT sources include: matrix.toml's [jit-headers] checked
-against the real wheels (FlashInfer 0.6.5's and sglang 0.5.9's JIT sources, sgl-kernel's DeepGEMM headers
+against the real wheels (FlashInfer 0.6.5's and sglang 0.5.9's JIT sources; sgl-kernel's DeepGEMM headers
 where its 535 MB wheel is already cached; the 0.5.23 line's FlashInfer 0.7.2, sglang 0.5.23 and
-sgl-deep-gemm where the wheel cache already holds them), the header table against NVIDIA's own header lists
-for CUDA 12.8 and 13.0, and pkgs/cuda-home.nix against the table through lib/ (nixpkgs test double,
-Nix 2.26)."""
+sgl-deep-gemm, fetched into the lock's wheel cache, which the line's rehearsal then reuses), the header
+table against NVIDIA's own header lists for CUDA 12.8 and 13.0, and pkgs/cuda-home.nix against the table
+through lib/ (nixpkgs test double, Nix 2.26)."""
 
 from __future__ import annotations
 
@@ -45,8 +45,8 @@ FETCHED = {
     "sglang": "sglang-0.5.9-py3-none-any.whl",
 }
 SGL_KERNEL = "sgl_kernel-0.3.21-cp310-abi3-manylinux2014_x86_64.whl"
-# The 0.5.23 line's wheels with JIT sources: checked only where the wheel cache already holds them (the
-# line's rehearsal or lock fetches them; flashinfer 65 MB and sglang 39 MB are not downloaded for this test).
+# The 0.5.23 line's wheels with JIT sources, fetched into the lock's wheel cache (about 110 MB; the line's
+# rehearsal in CI takes flashinfer and sgl-deep-gemm from there afterwards).
 LINE_0523 = {
     "flashinfer-python": "flashinfer_python-0.7.2-py3-none-any.whl",
     "sglang": "sglang-0.5.23-cp312-cp312-manylinux_2_34_x86_64.whl",
@@ -128,17 +128,19 @@ def test_the_0_5_23_wheels_are_the_lines() -> None:
     }
 
 
+@pytest.mark.network
 @pytest.mark.parametrize("attr", sorted(LINE_0523))
 def test_every_include_of_the_0_5_23_jit_sources_is_covered(attr: str) -> None:
-    report = check_wheel(cached_wheel(LINE_0523[attr]), attr, TABLE)
+    report = check_wheel(real_wheel(LINE_0523[attr]), attr, TABLE)
     assert report.ok, json.dumps(report.to_json()["uncovered"], indent=1)
     assert set(report.cuda) <= set(PARTS)
     assert "math_constants.h" not in report.uncovered
 
 
+@pytest.mark.network
 def test_flashinfer_0_7_2_headers() -> None:
     """FlashInfer 0.7.2 needs every part but nvcc; its NCCL device-API module is the one gap."""
-    report = check_wheel(cached_wheel(LINE_0523["flashinfer-python"]), "flashinfer-python", TABLE)
+    report = check_wheel(real_wheel(LINE_0523["flashinfer-python"]), "flashinfer-python", TABLE)
     assert set(report.cuda) == {"cuda_cccl", "cuda_cudart", "cuda_nvrtc", "libcublas", "libcurand"}
     assert {"math_constants.h", "cuda_awbarrier_primitives.h"} <= set(report.cuda["cuda_cudart"])
     assert "nccl_device.h" in report.other and "ATen/ATen.h" in report.other
@@ -146,10 +148,11 @@ def test_flashinfer_0_7_2_headers() -> None:
     assert not any("{{" in h for h in report.other)
 
 
+@pytest.mark.network
 def test_sglang_0_5_23_reads_its_moved_jit_sources() -> None:
     """0.5.23 moved sglang/jit_kernel to sglang/kernels/jit: with 0.5.9's root alone the scan finds nothing;
     with both roots it scans the new tree, and the 0.5.9 wheel (which lacks it) still passes."""
-    path = cached_wheel(LINE_0523["sglang"])
+    path = real_wheel(LINE_0523["sglang"])
     with pytest.raises(ValueError, match="no JIT sources"):
         check_wheel(path, "sglang", replace(TABLE, roots={**TABLE.roots, "sglang": ("sglang/jit_kernel",)}))
     report = check_wheel(path, "sglang", TABLE)
@@ -159,11 +162,13 @@ def test_sglang_0_5_23_reads_its_moved_jit_sources() -> None:
     assert {i.file.split("/")[1] for i in includes} == {"kernels"}
 
 
+@pytest.mark.network
 def test_sgl_deep_gemm_headers() -> None:
-    report = check_wheel(cached_wheel(LINE_0523["sgl-deep-gemm"]), "sgl-deep-gemm", TABLE)
+    report = check_wheel(real_wheel(LINE_0523["sgl-deep-gemm"]), "sgl-deep-gemm", TABLE)
     assert report.ok and set(report.cuda) == {"cuda_cudart", "cuda_cccl"} and report.files > 50
 
 
+@pytest.mark.network
 def test_the_0_5_23_headers_fail_the_old_table() -> None:
     """Without this issue's entries (math_constants.h, the torch headers), FlashInfer 0.7.2 is uncovered."""
     table = replace(
@@ -171,7 +176,7 @@ def test_the_0_5_23_headers_fail_the_old_table() -> None:
         cuda={g: a for g, a in TABLE.cuda.items() if g != "math_constants.h"},
         other={g: w for g, w in TABLE.other.items() if g not in ("ATen/*", "torch/*")},
     )
-    report = check_wheel(cached_wheel(LINE_0523["flashinfer-python"]), "flashinfer-python", table)
+    report = check_wheel(real_wheel(LINE_0523["flashinfer-python"]), "flashinfer-python", table)
     assert {"math_constants.h", "ATen/ATen.h", "torch/library.h"} <= set(report.uncovered)
 
 
