@@ -118,6 +118,15 @@ let
       # Only where they differ from a source-torch line on the flake's nixpkgs, so that such a line's
       # variant records (and so its drvPaths) do not move.
       // (if ownInput == null then { } else { nixpkgsInput = ownInput; })
+      # [[lines.X.serve-defaults]]: SGLANG_* variables the launchers default, only where an entry matches.
+      // (
+        let
+          defaults = builtins.foldl' (acc: rule: acc // rule.variables) { } (
+            builtins.filter (rule: rules.matches rule c) (line.serve-defaults or [ ])
+          );
+        in
+        if defaults == { } then { } else { serveDefaults = defaults; }
+      )
       // (
         if wheelTorch then
           {

@@ -15,16 +15,18 @@ let
     versionAtLeast cuda info.min-cuda && (!(info ? max-cuda) || versionAtLeast info.max-cuda cuda);
   prune = matrix.build.prune-device-code or false;
   targetBuilds = cuda: target: builtins.all (capabilityBuilds cuda) matrix.targets.${target}.capabilities;
-  excluded =
-    line: c:
-    builtins.any (
-      rule:
-      builtins.all (field: builtins.elem c.${field} (util.toList rule.${field})) (
-        builtins.filter (field: field != "reason") (builtins.attrNames rule)
-      )
-    ) (line.exclude or [ ]);
+  # A rule (an `exclude` or `serve-defaults` entry) matches a combination when every field it names does
+  # (`reason` and `variables` are not fields).
+  matches =
+    rule: c:
+    builtins.all (field: builtins.elem c.${field} (util.toList rule.${field})) (
+      builtins.filter (field: field != "reason" && field != "variables") (builtins.attrNames rule)
+    );
+  excluded = line: c: builtins.any (rule: matches rule c) (line.exclude or [ ]);
 in
 {
+  inherit matches;
+
   combinations =
     line:
     builtins.filter (c: !(excluded line c)) (

@@ -31,5 +31,5 @@ sys.exit(driver.main(["--link"]))' @driverSearch@) || _sglang_matrix_driver=
   unset _sglang_matrix_driver
 fi
 # What this environment was built as, for sglang-serve's preflight (sglang_matrix/host/record.py).
-export SGLANG_MATRIX_RECORD=@record@
+export SGLANG_MATRIX_RECORD=@record@@serveDefaults@
 exec @exec@ "$@"

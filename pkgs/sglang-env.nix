@@ -92,6 +92,15 @@ let
 
       # pip's triton finds libcuda here, not through /sbin/ldconfig (absent on NixOS).
       export TRITON_LIBCUDA_PATH="$_sglang_matrix_driver"'';
+    # Appended to the record's line: launch defaults the variant needs ([[lines.X.serve-defaults]] in
+    # matrix.toml), each kept when the user has set it. Empty for the variants without any (0.5.9's), so
+    # their launchers stay byte for byte as they were.
+    serveDefaults = lib.concatStrings (
+      lib.mapAttrsToList (name: value: ''
+
+        [ -n "''${${name}:-}" ] || ${name}=${lib.escapeShellArg value}
+        export ${name}'') (variant.serveDefaults or { })
+    );
   };
   launcher =
     name: exec:

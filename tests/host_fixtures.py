@@ -163,7 +163,13 @@ def launcher_placeholders() -> set[str]:
 
 
 def render_launcher(
-    dest: Path, exec_line: str, *, record: str = "", python: str | None = None, driver_exports: str = ""
+    dest: Path,
+    exec_line: str,
+    *,
+    record: str = "",
+    python: str | None = None,
+    driver_exports: str = "",
+    serve_defaults: str = "",
 ) -> Path:
     """pkgs/launcher.bash with its placeholders filled as pkgs/sglang-env.nix fills them, but pointing at
     this machine: the interpreter that runs the driver search, the search script from the source tree,
@@ -181,6 +187,8 @@ def render_launcher(
         "record": record,
         # What pkgs/sglang-env.nix appends for a variant whose triton is a wheel (the 0.5.23 line).
         "driverExports": driver_exports,
+        # Likewise the launch defaults of [[lines.X.serve-defaults]] (GH200 on the 0.5.23 line).
+        "serveDefaults": serve_defaults,
         "exec": exec_line,
     }
     text = LAUNCHER.read_text()

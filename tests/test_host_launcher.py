@@ -179,6 +179,7 @@ def test_every_placeholder_is_filled_by_the_nix_code() -> None:
         "driverSearch",
         "record",
         "driverExports",
+        "serveDefaults",
         "exec",
     }
     for name in names - {"exec"}:

@@ -6,6 +6,7 @@ A last test evaluates against the real pinned nixpkgs where GitHub is reachable,
 from __future__ import annotations
 
 import json
+import os
 import re
 import socket
 import subprocess
@@ -422,6 +423,28 @@ def test_the_launcher_names_the_driver_for_pips_triton_only_where_triton_is_a_wh
     script = tmp_path / "launcher.bash"
     script.write_text(new)
     assert subprocess.run(["bash", "-n", str(script)], capture_output=True).returncode == 0
+
+
+def test_gh200_on_the_0_5_23_line_defaults_to_flashinfer_attention(
+    facts: dict[str, Any], tmp_path: Path
+) -> None:
+    """sglang's Hopper default is fa3, which sglang-kernel 0.4.10's aarch64 wheel lacks: the GH200 variants'
+    launchers default SGLANG_ATTENTION_BACKEND (matrix.toml serve-defaults) and keep a value the user set;
+    x86_64 Hopper and 0.5.9 launchers set nothing."""
+    gh200 = facts["sglang-0_5_23-sm90-aarch64"]["launcher"]
+    for name in ("sglang-0_5_23-sm90-x86_64", "sglang-sm90-armv9", "sglang-sm90-avx512"):
+        assert "SGLANG_ATTENTION_BACKEND" not in facts[name]["launcher"], name
+    # The launcher as users run it, but printing its environment instead of starting the server.
+    lines = gh200.splitlines()
+    assert lines[-1].startswith("exec ") and lines[-1].endswith(' -m sglang_matrix.serve "$@"')
+    script = tmp_path / "launcher.bash"
+    script.write_text("\n".join([*lines[:-1], 'echo "backend=${SGLANG_ATTENTION_BACKEND-}"']) + "\n")
+    for given, expected in ((None, "flashinfer"), ("", "flashinfer"), ("triton", "triton")):
+        env = {"PATH": os.environ["PATH"], "HOME": str(tmp_path), "SGLANG_MATRIX_DRIVER_SEARCH": "0"}
+        if given is not None:
+            env["SGLANG_ATTENTION_BACKEND"] = given
+        proc = subprocess.run(["bash", str(script)], env=env, capture_output=True, text=True, check=True)
+        assert proc.stdout.strip().splitlines()[-1] == f"backend={expected}", (given, proc.stdout)
 
 
 def test_a_wheel_torch_line_shares_torch_and_nccl_across_targets(

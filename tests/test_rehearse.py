@@ -495,3 +495,33 @@ def test_the_0_5_23_rehearsal_says_what_stands_in_for_what(rehearsal_0523: dict[
 
 def spec_gpu_only(line: str) -> dict[str, str]:
     return load_spec(ROOT / "matrix.toml").lines[line].gpu_only_modules
+
+
+@pytest.mark.network
+def test_gh200s_launch_default_is_an_attention_backend_sglang_has(rehearsal_0523: dict[str, Any]) -> None:
+    """The 0.5.23 GH200 variants' launchers default SGLANG_ATTENTION_BACKEND=flashinfer (serve-defaults:
+    no FA3 in sglang-kernel's aarch64 wheel). sglang-serve passes it on, and launch_server --help offers
+    it; a value sglang does not have fails the dry-run check."""
+    spec = load_spec(ROOT / "matrix.toml")
+    gh200 = find_variant(spec, "sglang-0_5_23-sm90-aarch64")
+    assert gh200 is not None and gh200.serve_defaults == {"SGLANG_ATTENTION_BACKEND": "flashinfer"}
+    root = Path(rehearsal_0523["environment"]["root"])
+    python = root / "venv" / "bin" / "python"
+    out = subprocess.run(
+        [str(python), "-c", "import sysconfig; print(sysconfig.get_path('purelib'))"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    env = Environment(
+        root, python, Path(out.stdout.strip()), torch_abi=rehearsal_0523["environment"]["torch_abi"]
+    )
+    closure = plan_closure(spec, find_variant(spec, DEFAULT_0523))  # type: ignore[arg-type]
+    help_check, help_text = checks.launch_server_help(closure, env)
+    assert help_check.status == "pass", help_check.notes
+    check = checks.serve_dry_run(env, help_text, gh200.serve_defaults)
+    assert check.status == "pass", check.notes
+    assert "--attention-backend flashinfer" in check.details[0]["argv"]
+    assert any("SGLANG_ATTENTION_BACKEND=flashinfer" in note for note in check.notes)
+    wrong = checks.serve_dry_run(env, help_text, {"SGLANG_ATTENTION_BACKEND": "fa9"})
+    assert wrong.status == "fail"

@@ -163,6 +163,7 @@ def test_every_pattern_of_the_spec_rejects_a_trailing_newline() -> None:
         spec.TAG_PART_RE: "manylinux_2_17_x86_64.manylinux2014_x86_64",
         spec.URL_RE: "https://example.org/a+b.whl",
         spec.INPUT_RE: "nixpkgs-0_5_23",
+        spec.SERVE_VARIABLE_RE: "SGLANG_ATTENTION_BACKEND",
     }
     assert set(samples) == set(patterns), "a new pattern in the spec package: add a sample here"
     for pattern, good in samples.items():

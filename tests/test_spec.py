@@ -199,6 +199,12 @@ BAD_SPECS = [
         id="line-input-not-its-own",
     ),
     pytest.param(
+        'variables = { SGLANG_ATTENTION_BACKEND = "flashinfer" }',
+        'variables = { ATTENTION_BACKEND = "flashinfer" }',
+        r"serve-defaults\[0\]\.variables = 'ATTENTION_BACKEND': not an SGLANG_\* variable",
+        id="serve-default-not-sglang",
+    ),
+    pytest.param(
         'rev = "494ce7fd23ff6a5dff39e1fb11e9b6f2ac74bf25"',
         'rev = "494ce7fd"',
         r"lines\.\"0\.5\.23\"\.nixpkgs\.rev = '494ce7fd': must be a 40-digit",
@@ -288,6 +294,10 @@ def test_the_0_5_23_line_is_one_variant_per_system_and_target(root: Path) -> Non
     # Pruning per target: FA3 (x86_64 only) for 8.x/9.0, FlashMLA for 9.0/10.x, sgl-flash-mla's wheel too.
     assert "sgl_kernel/flash_ops.abi3.so" not in sm90.pruned["sglang-kernel"]
     assert "sgl_kernel/flash_ops.abi3.so" in by_name["sglang-0_5_23-sm100-x86_64"].pruned["sglang-kernel"]
+    # GH200 (and only it) gets flashinfer attention by default: no FA3 in the aarch64 wheel.
+    defaulted = {v.name for v in variants if v.serve_defaults}
+    assert defaulted == {"sglang-0_5_23-sm90-aarch64", "sglang-0_5_23-python313-cuda13_0-sm90-aarch64"}
+    assert by_name["sglang-0_5_23-sm90-aarch64"].serve_defaults == {"SGLANG_ATTENTION_BACKEND": "flashinfer"}
     # The aarch64 wheel has no FA3 object: the rule is scoped to x86_64, else its build would stop at it.
     assert not [v for v in variants if v.system == "aarch64-linux" and "flash_ops" in str(v.pruned)]
     assert (

@@ -73,6 +73,8 @@ let
     makeLibraryPath = paths: makeSearchPath "lib" (map getLib paths);
     escapeShellArg = arg: "'${replaceStrings [ "'" ] [ "'\\''" ] (toString arg)}'";
     escapeShellArgs = args: concatStringsSep " " (map escapeShellArg args);
+    # nixpkgs: lib/strings.nix (`concatStrings = builtins.concatStringsSep ""`).
+    concatStrings = concatStringsSep "";
     versions = {
       majorMinor =
         v:

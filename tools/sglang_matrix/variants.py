@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from .errors import SpecError
@@ -57,6 +57,8 @@ class Variant:
     # libraries (NCCL is built from source for config.cudaCapabilities) are then one store path for all of
     # them, and only the pruned wheels differ per target.
     instance_capabilities: tuple[str, ...] = ()
+    # SGLANG_* variables the launchers default ([[lines.X.serve-defaults]] entries that match, in order).
+    serve_defaults: dict[str, str] = field(default_factory=dict)
 
     @property
     def arch(self) -> str:
@@ -102,6 +104,7 @@ class Variant:
                 if self.torch_source == "wheel"
                 else {}
             ),
+            **({"serveDefaults": dict(self.serve_defaults)} if self.serve_defaults else {}),
         }
 
 
@@ -184,6 +187,9 @@ def resolve_variants(spec: Spec) -> list[Variant]:
             versions["torch"] = line.torch_version
             wheels = {attr: wheel.filename(system, python) or "" for attr, wheel in available.items()}
             shared = _instance_capabilities(spec, combos, system, cuda) if wheel_torch else ()
+            defaults = {
+                k: v for rule in line.serve_defaults if rule.matches(c) for k, v in rule.variables.items()
+            }
             variants.append(
                 Variant(
                     name=short_name,
@@ -210,6 +216,7 @@ def resolve_variants(spec: Spec) -> list[Variant]:
                     torch_source=line.torch_source,
                     nixpkgs_input=line.nixpkgs_input,
                     instance_capabilities=shared,
+                    serve_defaults=defaults,
                 )
             )
     return variants

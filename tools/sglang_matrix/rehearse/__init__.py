@@ -81,7 +81,7 @@ def rehearse(
         step("the server's modules")
         results.append(checks.server_modules(closure, env))
         step("sglang-serve --dry-run")
-        results.append(checks.serve_dry_run(env, help_text))
+        results.append(checks.serve_dry_run(env, help_text, found.serve_defaults))
     rehearsal = Rehearsal(
         variant=found,
         closure=closure,

@@ -142,12 +142,14 @@ def server_modules(closure: Closure, env: Environment) -> CheckResult:
     return _result("server modules", "the modules the server's processes load at start-up", data, True)
 
 
-def serve_dry_run(env: Environment, help_text: str) -> CheckResult:
-    """`sglang-serve --dry-run` prints the launch_server argv; every option in it must be one sglang has."""
+def serve_dry_run(env: Environment, help_text: str, defaults: dict[str, str] | None = None) -> CheckResult:
+    """`sglang-serve --dry-run` prints the launch_server argv; every option in it must be one sglang has.
+    `defaults`: the variables the variant's launchers default (serve-defaults), set as they set them."""
     start = time.monotonic()
+    defaults = defaults or {}
     with tempfile.TemporaryDirectory(prefix="sglang-matrix-serve-") as tmp:
         run_env = _env(tmp)
-        run_env.update(SGLANG_MODEL="Qwen/Qwen2.5-0.5B-Instruct", SGLANG_PREFLIGHT="0")
+        run_env.update(SGLANG_MODEL="Qwen/Qwen2.5-0.5B-Instruct", SGLANG_PREFLIGHT="0", **defaults)
         proc = subprocess.run(
             [str(env.python), "-m", "sglang_matrix.serve", "--dry-run", "--no-env-file"],
             cwd=tmp,
@@ -161,6 +163,9 @@ def serve_dry_run(env: Environment, help_text: str) -> CheckResult:
     check = CheckResult("sglang-serve --dry-run", what, "pass", seconds=round(time.monotonic() - start, 1))
     # No GPU or driver here: the host preflight is tested against a stub driver (tests/test_host_*.py).
     check.notes.append("run with SGLANG_PREFLIGHT=0: there is no GPU or NVIDIA driver here")
+    if defaults:
+        shown = ", ".join(f"{k}={v}" for k, v in sorted(defaults.items()))
+        check.notes.append(f"with the variant's launch defaults (serve-defaults): {shown}")
     line = proc.stdout.strip().splitlines()[-1] if proc.stdout.strip() else ""
     check.details.append({"exit_code": proc.returncode, "argv": line, "stderr": proc.stderr.strip()[-500:]})
     if proc.returncode != 0 or not line:
@@ -181,4 +186,9 @@ def serve_dry_run(env: Environment, help_text: str) -> CheckResult:
         check.notes.append(f"options launch_server does not know: {', '.join(unknown)}")
     else:
         check.notes.append(f"all {len(passed)} options it passes are in launch_server --help")
+    # A launch default's value must be one sglang offers (the option's choices are in its --help text).
+    absent = [value for value in defaults.values() if value not in argv or value not in help_text]
+    if absent:
+        check.status = "fail"
+        check.notes.append(f"launch defaults not passed, or not in launch_server --help: {', '.join(absent)}")
     return check

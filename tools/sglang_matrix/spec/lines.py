@@ -8,7 +8,7 @@ from typing import Any
 
 from packaging.specifiers import InvalidSpecifier, SpecifierSet
 
-from .model import Capability, Exclude, Isa, Line, NixpkgsVersion, Target, unsupported
+from .model import Capability, Exclude, Isa, Line, NixpkgsVersion, ServeDefault, Target, unsupported
 from .reader import Reader
 from .schema import (
     EXCLUDE_FIELDS,
@@ -18,6 +18,7 @@ from .schema import (
     MAJOR_MINOR_RE,
     MODULE_RE,
     PLACEHOLDERS,
+    SERVE_VARIABLE_RE,
     SYSTEMS,
     TEMPLATE_RE,
     TORCH_SOURCES,
@@ -128,6 +129,7 @@ def parse_line(
         for attr in wheels_raw
     }
     excludes = _parse_excludes(r, t, path)
+    serve_defaults = _parse_serve_defaults(r, t, path)
     server_modules = r.string_map(t, "server-modules", path)
     gpu_only_modules = r.string_map(t, "gpu-only-modules", path)
     for table, modules in (("server-modules", server_modules), ("gpu-only-modules", gpu_only_modules)):
@@ -148,13 +150,15 @@ def parse_line(
     # not be on this line (a rule may outlive a value the line dropped).
     known = {"system": SYSTEMS, "target": tuple(targets), "isa": tuple(isas)}
     formats = {"python": r"3\.[0-9]+", "cuda": r"[0-9]+\.[0-9]+"}
-    for i, rule in enumerate(excludes):
-        for axis, values in rule.fields.items():
+    rules = [("exclude", i, rule.fields) for i, rule in enumerate(excludes)]
+    rules += [("serve-defaults", i, rule.fields) for i, rule in enumerate(serve_defaults)]
+    for table, i, fields in rules:
+        for axis, values in fields.items():
             for value in values:
                 bad = not re.fullmatch(formats[axis], value) if axis in formats else value not in known[axis]
                 if bad:
                     raise r.fail(
-                        f"{path}.exclude[{i}].{axis}",
+                        f"{path}.{table}[{i}].{axis}",
                         value,
                         f"not a known {axis}: the rule would match nothing",
                     )
@@ -179,6 +183,7 @@ def parse_line(
         pythons=pythons,
         cudas=cudas,
         excludes=excludes,
+        serve_defaults=serve_defaults,
         systems=systems,
         targets=line_targets,
         isas=line_isas,
@@ -237,6 +242,25 @@ def _parse_excludes(r: Reader, t: dict[str, Any], path: str) -> tuple[Exclude, .
             raise r.fail(where, entry, "matches every variant: name at least one field")
         excludes.append(Exclude(fields, reason))
     return tuple(excludes)
+
+
+def _parse_serve_defaults(r: Reader, t: dict[str, Any], path: str) -> tuple[ServeDefault, ...]:
+    rules = []
+    for i, entry in enumerate(r.tables(t, "serve-defaults", path)):
+        where = f"{path}.serve-defaults[{i}]"
+        r.only(entry, where, (*EXCLUDE_FIELDS, "variables", "reason"))
+        reason = r.string(entry, "reason", where)
+        variables = r.string_map(entry, "variables", where)
+        if not variables:
+            raise r.fail(f"{where}.variables", variables, "name at least one SGLANG_* variable")
+        for name in variables:
+            if not SERVE_VARIABLE_RE.match(name):
+                raise r.fail(f"{where}.variables", name, "not an SGLANG_* variable sglang-serve reads")
+        fields = {
+            name: r.one_or_more(entry, name, where) for name in entry if name not in ("variables", "reason")
+        }
+        rules.append(ServeDefault(fields, variables, reason))
+    return tuple(rules)
 
 
 def parse_module_distributions(r: Reader, data: dict[str, Any], prefix: str = "") -> dict[str, str]:

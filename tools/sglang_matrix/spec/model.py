@@ -135,7 +135,21 @@ class Exclude:
     fields: dict[str, tuple[str, ...]]
     reason: str
 
-    def matches(self, values: dict[str, str]) -> bool:
+    def matches(self, values: dict[str, str | None]) -> bool:
+        return all(values[name] in accepted for name, accepted in self.fields.items())
+
+
+@dataclass(frozen=True)
+class ServeDefault:
+    """SGLANG_* variables the launchers of the matching variants (every field, as an exclude) set unless
+    the user has: a launch default the variant needs (GH200's sglang-kernel has no FA3, sglang's Hopper
+    default)."""
+
+    fields: dict[str, tuple[str, ...]]
+    variables: dict[str, str]
+    reason: str
+
+    def matches(self, values: dict[str, str | None]) -> bool:
         return all(values[name] in accepted for name, accepted in self.fields.items())
 
 
@@ -173,6 +187,7 @@ class Line:
     torch_version: str
     wheels: dict[str, Wheel]
     excludes: tuple[Exclude, ...] = ()
+    serve_defaults: tuple[ServeDefault, ...] = ()
     # Module the server loads at start-up -> who loads it (rehearse imports them, audit --imports walks them).
     server_modules: dict[str, str] = field(default_factory=dict)
     # Module (or package) -> why it cannot load without a GPU (the rehearsal stands in for it then).

@@ -64,7 +64,10 @@ LINE_KEYS = (
     "nixpkgs-versions",
     "nixpkgs",
     "module-distributions",
+    "serve-defaults",
 )
+# [[lines.X.serve-defaults]]: SGLANG_* variables sglang-serve reads, defaulted by the variant's launchers.
+SERVE_VARIABLE_RE = re.compile(r"\ASGLANG_[A-Z0-9_]+\Z")
 # A line's own nixpkgs pin ([lines.X.nixpkgs]): its flake input's name and the revision flake.lock holds.
 LINE_NIXPKGS_KEYS = ("rev", "input")
 INPUT_RE = re.compile(r"\A[A-Za-z][A-Za-z0-9_-]*\Z")
