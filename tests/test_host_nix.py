@@ -23,6 +23,7 @@ NAMES = (
     "sglang-sm100-armv9",
     "sglang-0_5_23-sm90-x86_64",
     "sglang-0_5_23-sm100-aarch64",
+    "sglang-0_5_23-sm90-aarch64",
 )
 
 FACTS = """
@@ -33,7 +34,7 @@ ps: builtins.mapAttrs (_: env: {
   interpreter = env.python.interpreter;
 }) {
   inherit (ps.x86_64-linux) sglang-sm90-avx512 sglang-python313-cuda12_9-all-avx2 sglang-0_5_23-sm90-x86_64;
-  inherit (ps.aarch64-linux) sglang-sm100-armv9 sglang-0_5_23-sm100-aarch64;
+  inherit (ps.aarch64-linux) sglang-sm100-armv9 sglang-0_5_23-sm100-aarch64 sglang-0_5_23-sm90-aarch64;
 }
 """
 
@@ -50,8 +51,9 @@ def template_regex() -> re.Pattern[str]:
     for match in PLACEHOLDER_RE.finditer(text):
         out.append(re.escape(text[at : match.start()]))
         name = match.group(1)
-        # driverExports is a block of lines (empty without triton); every other value is one line.
-        value = ".*?" if name == "driverExports" else "[^\\n]*?"
+        # driverExports and serveDefaults are blocks of lines that each start with a newline (empty without
+        # a wheel triton, or without launch defaults); every other value is one line.
+        value = "(?:\\n.*?)?" if name in ("driverExports", "serveDefaults") else "[^\\n]*?"
         out.append(f"(?P={name})" if name in seen else f"(?P<{name}>{value})")
         seen.add(name)
         at = match.end()
@@ -74,6 +76,11 @@ def test_launchers_are_the_template_filled(evaluated: dict[str, Any]) -> None:
             record = r"/nix/store/[a-z0-9]{32}-sglang-(0_5_23-)?python3\d+-cuda\d+_\d+-\S+-record\.json"
             assert re.fullmatch(record, values["record"]), values
             assert values["variant"] == name
+            # Launch defaults only where the spec has them (GH200: no FA3 in the aarch64 sglang-kernel).
+            if name == "sglang-0_5_23-sm90-aarch64":
+                assert "SGLANG_ATTENTION_BACKEND='flashinfer'" in values["serveDefaults"], values
+            else:
+                assert values["serveDefaults"] == "", (name, values["serveDefaults"])
             if entry == "sglang-serve":
                 assert values["exec"].endswith(" -m sglang_matrix.serve")
             elif entry == "sglang-resolve-model":
