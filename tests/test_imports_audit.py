@@ -604,16 +604,21 @@ def test_missing_entry_module_is_hard(cli: Cli, fake: dict[str, Path]) -> None:
 # --- the real sglang 0.5.9 wheel (network) -------------------------------------------------------------
 
 
-@pytest.fixture(scope="session")
-def sglang_cache(tmp_path_factory: pytest.TempPathFactory, root: Path) -> Path:
+def wheel_cache_with(tmp_path_factory: pytest.TempPathFactory, root: Path, filename: str) -> Path:
+    """A wheel cache holding the spec's FILENAME (fetched through pip), or a skip where pip cannot."""
     cache = Path(os.environ.get("SGLANG_MATRIX_WHEEL_CACHE") or tmp_path_factory.mktemp("wheels"))
     wanted = wanted_wheels(load_spec(root / "matrix.toml"))
-    assert SGLANG in wanted, f"{SGLANG} is no longer in the spec: update this test"
+    assert filename in wanted, f"{filename} is no longer in the spec: update this test"
     try:
-        fetch_index_wheel(wanted[SGLANG], cache)
+        fetch_index_wheel(wanted[filename], cache)
     except (UserError, OSError) as e:
-        pytest.skip(f"cannot download {SGLANG} through pip: {e}")
+        pytest.skip(f"cannot download {filename} through pip: {e}")
     return cache
+
+
+@pytest.fixture(scope="session")
+def sglang_cache(tmp_path_factory: pytest.TempPathFactory, root: Path) -> Path:
+    return wheel_cache_with(tmp_path_factory, root, SGLANG)
 
 
 @pytest.mark.network
@@ -651,14 +656,7 @@ TABLE_0523 = 'lines."0.5.23".wheels.sglang'
 
 @pytest.fixture(scope="session")
 def sglang_0523_cache(tmp_path_factory: pytest.TempPathFactory, root: Path) -> Path:
-    cache = Path(os.environ.get("SGLANG_MATRIX_WHEEL_CACHE") or tmp_path_factory.mktemp("wheels-0523"))
-    wanted = wanted_wheels(load_spec(root / "matrix.toml"))
-    assert SGLANG_0523 in wanted, f"{SGLANG_0523} is no longer in the spec: update this test"
-    try:
-        fetch_index_wheel(wanted[SGLANG_0523], cache)
-    except (UserError, OSError) as e:
-        pytest.skip(f"cannot download {SGLANG_0523} through pip: {e}")
-    return cache
+    return wheel_cache_with(tmp_path_factory, root, SGLANG_0523)
 
 
 def drop_requires(text: str, names: dict[str, str]) -> str:
